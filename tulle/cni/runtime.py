@@ -1,0 +1,152 @@
+"""A CNI runtime (the client side, as libcni does it): executes plugin binaries
+of a .conflist for one attachment, injecting name, cniVersion, runtimeConfig and
+prevResult, and caching the ADD result for DEL and CHECK.
+
+Used by tests, by `tulle cni` commands and by the lab, which wire pods exactly
+as a container runtime would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from tulle.cni.errors import INTERNAL, INVALID_CONFIG, NOT_FOUND, CNIError
+
+
+@dataclass
+class Attachment:
+    container_id: str
+    netns: str
+    ifname: str = "eth0"
+    args: list[tuple[str, str]] = field(default_factory=list)
+    capability_args: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_conflist(conflist: dict) -> None:
+    if not isinstance(conflist, dict):
+        raise CNIError(INVALID_CONFIG, "a conflist must be a JSON object")
+    for key in ("cniVersion", "name"):
+        if not isinstance(conflist.get(key), str) or not conflist[key]:
+            raise CNIError(INVALID_CONFIG, f"conflist: {key} is required")
+    plugins = conflist.get("plugins")
+    if not isinstance(plugins, list) or not plugins:
+        raise CNIError(INVALID_CONFIG, "conflist: plugins must be a non-empty list")
+    for p in plugins:
+        if not isinstance(p, dict) or not isinstance(p.get("type"), str):
+            raise CNIError(INVALID_CONFIG, f"conflist: every plugin needs a type, got {p!r}")
+
+
+class Runtime:
+    def __init__(self, bin_dirs: list[str], cache_dir: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.bin_dirs = bin_dirs
+        self.cache_dir = cache_dir
+        self.extra_env = extra_env or {}
+
+    # --- one plugin -------------------------------------------------------
+
+    def find(self, type_name: str) -> str:
+        for d in self.bin_dirs:
+            path = os.path.join(d, type_name)
+            if os.access(path, os.X_OK):
+                return path
+        raise CNIError(NOT_FOUND, f"failed to find plugin {type_name!r} in {self.bin_dirs}")
+
+    def exec_plugin(self, command: str, conf: dict, att: Attachment | None) -> dict | None:
+        env = {"CNI_COMMAND": command, "CNI_PATH": ":".join(self.bin_dirs),
+               "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **self.extra_env}
+        if att is not None:
+            env.update(CNI_CONTAINERID=att.container_id, CNI_NETNS=att.netns, CNI_IFNAME=att.ifname)
+            if att.args:
+                env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in att.args)
+        proc = subprocess.run([self.find(conf["type"])], input=json.dumps(conf).encode(), env=env,
+                              capture_output=True, check=False)
+        out = proc.stdout.strip()
+        if proc.returncode != 0:
+            try:
+                raise CNIError.from_dict(json.loads(out))
+            except (ValueError, AttributeError):
+                raise CNIError(INTERNAL, f"plugin {conf['type']} failed (exit {proc.returncode})",
+                               proc.stderr.decode(errors="replace")) from None
+        return json.loads(out) if out else None
+
+    # --- a conflist -------------------------------------------------------
+
+    @staticmethod
+    def plugin_conf(conflist: dict, plugin: dict, att: Attachment | None, prev: dict | None) -> dict:
+        conf = dict(plugin)
+        conf["cniVersion"] = conflist["cniVersion"]
+        conf["name"] = conflist["name"]
+        caps = plugin.get("capabilities") or {}
+        if att is not None:
+            rc = {k: v for k, v in att.capability_args.items() if caps.get(k)}
+            if rc:
+                conf["runtimeConfig"] = rc
+        if prev is not None:
+            conf["prevResult"] = prev
+        return conf
+
+    def add(self, conflist: dict, att: Attachment) -> dict:
+        validate_conflist(conflist)
+        prev: dict | None = None
+        for plugin in conflist["plugins"]:
+            prev = self.exec_plugin("ADD", self.plugin_conf(conflist, plugin, att, prev), att)
+        assert prev is not None
+        self._cache_write(conflist, att, prev)
+        return prev
+
+    def check(self, conflist: dict, att: Attachment) -> None:
+        validate_conflist(conflist)
+        prev = self._cache_read(conflist, att)
+        for plugin in conflist["plugins"]:
+            self.exec_plugin("CHECK", self.plugin_conf(conflist, plugin, att, prev), att)
+
+    def delete(self, conflist: dict, att: Attachment) -> None:
+        validate_conflist(conflist)
+        prev = self._cache_read(conflist, att)
+        for plugin in reversed(conflist["plugins"]):
+            self.exec_plugin("DEL", self.plugin_conf(conflist, plugin, att, prev), att)
+        self._cache_remove(conflist, att)
+
+    def gc(self, conflist: dict, valid: list[tuple[str, str]]) -> None:
+        validate_conflist(conflist)
+        keep = [{"containerID": c, "ifname": i} for c, i in valid]
+        for plugin in conflist["plugins"]:
+            conf = self.plugin_conf(conflist, plugin, None, None)
+            conf["cni.dev/valid-attachments"] = keep
+            self.exec_plugin("GC", conf, None)
+
+    def status(self, conflist: dict) -> None:
+        validate_conflist(conflist)
+        for plugin in conflist["plugins"]:
+            self.exec_plugin("STATUS", self.plugin_conf(conflist, plugin, None, None), None)
+
+    # --- result cache (what libcni keeps in /var/lib/cni/results) ---------
+
+    def _cache_path(self, conflist: dict, att: Attachment) -> str | None:
+        if not self.cache_dir:
+            return None
+        return os.path.join(self.cache_dir, f"{conflist['name']}-{att.container_id}-{att.ifname}")
+
+    def _cache_write(self, conflist: dict, att: Attachment, result: dict) -> None:
+        path = self._cache_path(conflist, att)
+        if path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(result, f)
+
+    def _cache_read(self, conflist: dict, att: Attachment) -> dict | None:
+        path = self._cache_path(conflist, att)
+        if not path or not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _cache_remove(self, conflist: dict, att: Attachment) -> None:
+        path = self._cache_path(conflist, att)
+        if path and os.path.exists(path):
+            os.unlink(path)

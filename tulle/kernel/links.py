@@ -1,0 +1,221 @@
+"""Network devices in the calling thread's namespace: veth, bridge, macvlan,
+ifb, vxlan, tun; their state (up, MTU, MAC, master, promisc) and moves between
+namespaces."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tulle.errors import NotFoundError
+from tulle.kernel import rtnl
+from tulle.kernel.rtnl import ipr
+
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    promisc: bool
+    master: int | None
+    peer_index: int | None  # IFLA_LINK: a veth's peer, a macvlan's master
+
+
+def _to_link(msg) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+    flags = msg["flags"]
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=kind or "",
+        mac=msg.get_attr("IFLA_ADDRESS") or "",
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        up=bool(flags & 1),
+        promisc=bool(flags & 0x100),
+        master=msg.get_attr("IFLA_MASTER"),
+        peer_index=msg.get_attr("IFLA_LINK"),
+    )
+
+
+def get(name: str) -> Link | None:
+    """The link called `name` here, or None."""
+    idx = ipr().link_lookup(ifname=name)
+    if not idx:
+        return None
+    return get_by_index(idx[0])
+
+
+def get_by_index(index: int) -> Link | None:
+    try:
+        msgs = ipr().get_links(index)
+    except Exception:  # ENODEV and friends: simply not there
+        return None
+    return _to_link(msgs[0]) if msgs else None
+
+
+def require(name: str) -> Link:
+    link = get(name)
+    if link is None:
+        raise NotFoundError(f"link {name!r} not found")
+    return link
+
+
+def all_links() -> list[Link]:
+    return [_to_link(m) for m in ipr().get_links()]
+
+
+def _index(name: str) -> int:
+    return require(name).index
+
+
+def _open_netns(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFoundError(f"network namespace {path} does not exist") from None
+
+
+def add_veth(name: str, peer: str, peer_netns: str | None = None, mtu: int = 0,
+             mac: str = "", peer_mac: str = "") -> None:
+    """A veth pair: `name` here, `peer` here or directly inside `peer_netns`."""
+    peer_spec: dict = {"ifname": peer}
+    if mtu:
+        peer_spec["mtu"] = mtu
+    if peer_mac:
+        peer_spec["address"] = peer_mac
+    fd = _open_netns(peer_netns) if peer_netns else None
+    if fd is not None:
+        peer_spec["net_ns_fd"] = fd
+    spec: dict = {"ifname": name, "kind": "veth", "peer": peer_spec}
+    if mtu:
+        spec["mtu"] = mtu
+    if mac:
+        spec["address"] = mac
+    try:
+        with rtnl.errors(f"create veth {name}/{peer}"):
+            ipr().link("add", **spec)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def add_bridge(name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
+    spec: dict = {"ifname": name, "kind": "bridge"}
+    if mtu:
+        spec["mtu"] = mtu
+    if vlan_filtering:
+        spec["br_vlan_filtering"] = 1
+    with rtnl.errors(f"create bridge {name}"):
+        ipr().link("add", **spec)
+
+
+def add_macvlan(name: str, master: str, mode: str = "bridge", mtu: int = 0, mac: str = "") -> None:
+    spec: dict = {"ifname": name, "kind": "macvlan", "link": _index(master),
+                  "macvlan_mode": MACVLAN_MODES[mode]}
+    if mtu:
+        spec["mtu"] = mtu
+    if mac:
+        spec["address"] = mac
+    with rtnl.errors(f"create macvlan {name} on {master}"):
+        ipr().link("add", **spec)
+
+
+def add_ifb(name: str, mtu: int = 0) -> None:
+    spec: dict = {"ifname": name, "kind": "ifb"}
+    if mtu:
+        spec["mtu"] = mtu
+    with rtnl.errors(f"create ifb {name}"):
+        ipr().link("add", **spec)
+
+
+def add_vxlan(name: str, vni: int, port: int, local: str, dev: str | None = None,
+              mtu: int = 0, learning: bool = False, mac: str = "") -> None:
+    spec: dict = {"ifname": name, "kind": "vxlan", "vxlan_id": vni, "vxlan_port": port,
+                  "vxlan_local": local, "vxlan_learning": int(learning)}
+    if dev:
+        spec["vxlan_link"] = _index(dev)
+    if mtu:
+        spec["mtu"] = mtu
+    if mac:
+        spec["address"] = mac
+    with rtnl.errors(f"create vxlan {name}"):
+        ipr().link("add", **spec)
+
+
+def add_tun(name: str, mtu: int = 0) -> None:
+    """A persistent TUN device (no packet info header); a process attaches to it by name."""
+    with rtnl.errors(f"create tun {name}"):
+        ipr().link("add", ifname=name, kind="tuntap", mode="tun", iflags=0x1000)  # IFF_NO_PI
+    if mtu:
+        set_mtu(name, mtu)
+
+
+def _set(name: str, what: str, **attrs) -> None:
+    with rtnl.errors(f"set {what} of {name}"):
+        ipr().link("set", index=_index(name), **attrs)
+
+
+def set_up(name: str) -> None:
+    _set(name, "state", state="up")
+
+
+def set_down(name: str) -> None:
+    _set(name, "state", state="down")
+
+
+def set_mtu(name: str, mtu: int) -> None:
+    _set(name, "MTU", mtu=mtu)
+
+
+def set_mac(name: str, mac: str) -> None:
+    _set(name, "MAC", address=mac)
+
+
+def set_name(name: str, new_name: str) -> None:
+    _set(name, "name", ifname=new_name)
+
+
+def set_master(name: str, master: str | None) -> None:
+    """Enslave `name` to a bridge (None: release it)."""
+    _set(name, "master", master=_index(master) if master else 0)
+
+
+def set_promisc(name: str, on: bool) -> None:
+    link = require(name)
+    flags = 0x100 if on else 0
+    with rtnl.errors(f"set promisc of {name}"):
+        ipr().link("set", index=link.index, flags=flags, change=0x100)
+
+
+def set_allmulti(name: str, on: bool) -> None:
+    link = require(name)
+    with rtnl.errors(f"set allmulticast of {name}"):
+        ipr().link("set", index=link.index, flags=0x200 if on else 0, change=0x200)
+
+
+def move_to_netns(name: str, netns_path: str) -> None:
+    fd = _open_netns(netns_path)
+    try:
+        _set(name, "namespace", net_ns_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def delete(name: str) -> bool:
+    """Delete a link; False when it was already gone (DEL is idempotent)."""
+    idx = ipr().link_lookup(ifname=name)
+    if not idx:
+        return False
+    try:
+        with rtnl.errors(f"delete link {name}"):
+            ipr().link("del", index=idx[0])
+    except NotFoundError:
+        return False
+    return True
