@@ -13,10 +13,14 @@ import sys
 
 def main(plugin_type: str) -> None:
     stdin = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    from tulle.cni.plugins import load
-    from tulle.cni.skel import handle
+    from tulle.cni import skel
 
-    out, code = handle(load(plugin_type), os.environ, stdin)
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        out, code = skel.version_info(stdin), 0
+    else:
+        from tulle.cni.plugins import load
+
+        out, code = skel.handle(load(plugin_type), os.environ, stdin)
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     sys.exit(code)

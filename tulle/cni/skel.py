@@ -93,7 +93,8 @@ def _version_of(conf: dict) -> str:
     return cniver.require_supported(ver)
 
 
-def _version_info(stdin: bytes) -> bytes:
+def version_info(stdin: bytes) -> bytes:
+    """The VERSION answer; needs no plugin, so the executable can skip loading one."""
     try:
         asked = json.loads(stdin or b"{}").get("cniVersion") or cniver.LATEST
     except (ValueError, AttributeError):
@@ -108,7 +109,7 @@ def handle(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[by
     try:
         env = parse_env(environ)
         if env.command == "VERSION":
-            return _version_info(stdin), 0
+            return version_info(stdin), 0
         conf = decode(stdin)
         version = _version_of(conf)
         shown_version = version
