@@ -63,3 +63,18 @@ def delete(name: str, address: IPInterface) -> bool:
 
 
 FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+IFA_F_TENTATIVE = 0x40
+IFA_F_DADFAILED = 0x08
+
+
+def tentative(name: str) -> list[IPInterface]:
+    """IPv6 addresses on `name` still in duplicate address detection (not usable as a source yet)."""
+    link = links.require(name)
+    out = []
+    for msg in ipr().get_addr(index=link.index, family=socket.AF_INET6):
+        flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
+        if flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == IFA_F_TENTATIVE:
+            out.append(ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
+    return out

@@ -25,6 +25,9 @@ class Link:
     promisc: bool
     master: int | None
     peer_index: int | None  # IFLA_LINK: a veth's peer, a macvlan's master
+    allmulti: bool = False
+    txqlen: int = 0
+    alias: str = ""  # IFLA_IFALIAS: tulle tags host devices it owns (ifbs) with it
 
 
 def _to_link(msg) -> Link:
@@ -41,6 +44,9 @@ def _to_link(msg) -> Link:
         promisc=bool(flags & 0x100),
         master=msg.get_attr("IFLA_MASTER"),
         peer_index=msg.get_attr("IFLA_LINK"),
+        allmulti=bool(flags & 0x200),
+        txqlen=msg.get_attr("IFLA_TXQLEN") or 0,
+        alias=msg.get_attr("IFLA_IFALIAS") or "",
     )
 
 
@@ -127,12 +133,16 @@ def add_macvlan(name: str, master: str, mode: str = "bridge", mtu: int = 0, mac:
         ipr().link("add", **spec)
 
 
-def add_ifb(name: str, mtu: int = 0) -> None:
+def add_ifb(name: str, mtu: int = 0, alias: str = "", txqlen: int = 0) -> None:
     spec: dict = {"ifname": name, "kind": "ifb"}
     if mtu:
         spec["mtu"] = mtu
+    if txqlen:
+        spec["txqlen"] = txqlen
     with rtnl.errors(f"create ifb {name}"):
         ipr().link("add", **spec)
+    if alias:  # the kernel ignores IFLA_IFALIAS on creation
+        set_alias(name, alias)
 
 
 def add_vxlan(name: str, vni: int, port: int, local: str, dev: str | None = None,
@@ -178,6 +188,14 @@ def set_mac(name: str, mac: str) -> None:
     _set(name, "MAC", address=mac)
 
 
+def set_txqlen(name: str, qlen: int) -> None:
+    _set(name, "txqueuelen", txqlen=qlen)
+
+
+def set_alias(name: str, alias: str) -> None:
+    _set(name, "alias", ifalias=alias)
+
+
 def set_name(name: str, new_name: str) -> None:
     _set(name, "name", ifname=new_name)
 
@@ -219,3 +237,62 @@ def delete(name: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+# --- bridge ports (appended for the bridge plugin) ------------------------
+
+BRIDGE_VLAN_PVID = 0x2
+BRIDGE_VLAN_UNTAGGED = 0x4
+
+
+def set_bridge_port(name: str, hairpin: bool | None = None, learning: bool | None = None) -> None:
+    """Per-port flags of a bridge member (None leaves a flag as it is)."""
+    attrs: dict = {}
+    if hairpin is not None:
+        attrs["mode"] = int(hairpin)  # IFLA_BRPORT_MODE: hairpin
+    if learning is not None:
+        attrs["learning"] = int(learning)
+    if attrs:
+        with rtnl.errors(f"set bridge port flags of {name}"):
+            ipr().brport("set", index=_index(name), **attrs)
+
+
+def bridge_port(name: str) -> dict | None:
+    """{"hairpin": bool, "learning": bool} of a bridge member, None when not a port."""
+    import socket
+
+    idx = _index(name)
+    for msg in ipr().link("dump", family=socket.AF_BRIDGE):
+        if msg["index"] != idx:
+            continue
+        info = msg.get_attr("IFLA_PROTINFO")
+        if info is None:
+            return None
+        return {"hairpin": bool(info.get_attr("IFLA_BRPORT_MODE")),
+                "learning": bool(info.get_attr("IFLA_BRPORT_LEARNING"))}
+    return None
+
+
+def add_bridge_vlan(name: str, vid: int, pvid: bool = False, untagged: bool = False) -> None:
+    """Allow VLAN `vid` on a port of a VLAN-filtering bridge."""
+    flags = (BRIDGE_VLAN_PVID if pvid else 0) | (BRIDGE_VLAN_UNTAGGED if untagged else 0)
+    with rtnl.errors(f"add vlan {vid} to bridge port {name}"):
+        ipr().vlan_filter("add", index=_index(name), vlan_info={"vid": vid, "flags": flags})
+
+
+def del_bridge_vlan(name: str, vid: int) -> None:
+    with rtnl.errors(f"remove vlan {vid} from bridge port {name}"):
+        ipr().vlan_filter("del", index=_index(name), vlan_info={"vid": vid})
+
+
+def macvlan_mode(name: str) -> str | None:
+    """The mode of a macvlan ("bridge", "private", ...), None for other kinds."""
+    msgs = ipr().get_links(_index(name))
+    info = msgs[0].get_attr("IFLA_LINKINFO") if msgs else None
+    if info is None or info.get_attr("IFLA_INFO_KIND") != "macvlan":
+        return None
+    data = info.get_attr("IFLA_INFO_DATA")
+    mode = data.get_attr("IFLA_MACVLAN_MODE") if data is not None else None
+    if isinstance(mode, str):  # pyroute2 decodes the mode's name
+        return mode
+    return next((k for k, v in MACVLAN_MODES.items() if v == mode), None)
