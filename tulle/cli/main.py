@@ -43,6 +43,19 @@ def _cni_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_podman(args: argparse.Namespace) -> int:
+    from tulle.demo.run import run_demo
+
+    return run_demo(args.plugin_dir)
+
+
+def _add_demo(sub) -> None:
+    demo = sub.add_parser("demo", help="demonstrations in a sandbox netns").add_subparsers(dest="cmd", required=True)
+    p = demo.add_parser("podman", help="podman containers on tulle's CNI plugins, in a sandbox netns")
+    p.add_argument("--plugin-dir", help="CNI plugin dir to use (default: tulle's, installed in a temp dir)")
+    p.set_defaults(func=_demo_podman)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tulle", description="tulle: a container network fabric")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -65,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default="/var/lib/tulle/cni-results",
                        help="where ADD results are kept for CHECK and DEL")
         p.set_defaults(func=_cni_run)
+    _add_demo(sub)
     return parser
 
 
