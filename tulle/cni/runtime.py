@@ -29,15 +29,33 @@ class Attachment:
 def validate_conflist(conflist: dict) -> None:
     if not isinstance(conflist, dict):
         raise CNIError(INVALID_CONFIG, "a conflist must be a JSON object")
-    for key in ("cniVersion", "name"):
-        if not isinstance(conflist.get(key), str) or not conflist[key]:
-            raise CNIError(INVALID_CONFIG, f"conflist: {key} is required")
+    if not isinstance(conflist.get("name"), str) or not conflist["name"]:
+        raise CNIError(INVALID_CONFIG, "conflist: name is required")
+    if not isinstance(conflist.get("cniVersion"), str) and not isinstance(conflist.get("cniVersions"), list):
+        raise CNIError(INVALID_CONFIG, "conflist: cniVersion (or cniVersions) is required")
     plugins = conflist.get("plugins")
     if not isinstance(plugins, list) or not plugins:
         raise CNIError(INVALID_CONFIG, "conflist: plugins must be a non-empty list")
     for p in plugins:
         if not isinstance(p, dict) or not isinstance(p.get("type"), str):
             raise CNIError(INVALID_CONFIG, f"conflist: every plugin needs a type, got {p!r}")
+
+
+def effective_version(conflist: dict) -> str:
+    """The version to speak: the highest of `cniVersions` we support, else `cniVersion`.
+
+    (spec 1.1.0: a conflist may list several versions; the runtime picks one.)
+    """
+    from tulle.cni import version as cniver
+
+    listed = conflist.get("cniVersions")
+    if isinstance(listed, list):
+        usable = [v for v in listed if isinstance(v, str) and v in cniver.SUPPORTED]
+        if usable:
+            return max(usable, key=cniver.parse)
+        if not conflist.get("cniVersion") and listed:
+            return str(listed[0])  # none we speak: the plugin answers with error 1
+    return conflist["cniVersion"]
 
 
 class Runtime:
@@ -79,7 +97,7 @@ class Runtime:
     @staticmethod
     def plugin_conf(conflist: dict, plugin: dict, att: Attachment | None, prev: dict | None) -> dict:
         conf = dict(plugin)
-        conf["cniVersion"] = conflist["cniVersion"]
+        conf["cniVersion"] = effective_version(conflist)
         conf["name"] = conflist["name"]
         caps = plugin.get("capabilities") or {}
         if att is not None:
@@ -101,6 +119,8 @@ class Runtime:
 
     def check(self, conflist: dict, att: Attachment) -> None:
         validate_conflist(conflist)
+        if conflist.get("disableCheck") is True:
+            return
         prev = self._cache_read(conflist, att)
         for plugin in conflist["plugins"]:
             self.exec_plugin("CHECK", self.plugin_conf(conflist, plugin, att, prev), att)
@@ -114,6 +134,8 @@ class Runtime:
 
     def gc(self, conflist: dict, valid: list[tuple[str, str]]) -> None:
         validate_conflist(conflist)
+        if conflist.get("disableGC") is True:
+            return
         keep = [{"containerID": c, "ifname": i} for c, i in valid]
         for plugin in conflist["plugins"]:
             conf = self.plugin_conf(conflist, plugin, None, None)
