@@ -1,0 +1,80 @@
+"""The backend contract: how a node's pods reach the pods of every other node.
+
+A backend is built by its factory from the network config, then:
+
+  prepare()        before the lease is taken: create devices whose identity goes
+                   into the lease (a VTEP's MAC) and return BackendInfo
+  start(own)       the lease is ours: finish local setup (VTEP address, TUN loop)
+  sync(remotes)    make the kernel hold exactly what these remote leases need
+                   (routes, neighbours, FDB entries) and nothing for leases that
+                   are gone. Idempotent: the agent calls it on every store change
+                   AND on every reconcile tick, which is what restores a deleted
+                   route or device within seconds.
+  stop()           agent shutdown: stop threads; leave the data plane in place so
+                   pods keep talking while the agent restarts (as Flannel does)
+  teardown()       the node leaves the network: remove everything the backend made
+
+Backends come from the explicit REGISTRY below (name -> factory); an unknown name
+is a ConfigError listing the known ones.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from tulle.agent.lease import Lease
+from tulle.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a backend knows of the node it runs on."""
+
+    name: str
+    public_ip: ipaddress.IPv4Address     # underlay address other nodes reach us at
+    underlay_dev: str                    # the device carrying public_ip
+    underlay_mtu: int
+    network: ipaddress.IPv4Network       # the cluster (pod) CIDR
+    state_dir: str                       # private scratch space of this agent
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    backend_data: dict[str, Any] = field(default_factory=dict)  # published in our lease
+    mtu: int = 1500                                            # pod MTU on this backend
+
+
+class Backend(Protocol):
+    type_name: str
+
+    def prepare(self) -> BackendInfo: ...
+
+    def start(self, own: Lease) -> None: ...
+
+    def sync(self, remotes: list[Lease]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+
+Factory = Callable[[NodeInfo, dict[str, Any]], Backend]
+"""factory(node, backend_config) where backend_config is the store config's "Backend" object."""
+
+REGISTRY: dict[str, str] = {
+    "host-gw": "tulle.agent.backends.host_gw",
+    "vxlan": "tulle.agent.backends.vxlan",
+    "udp": "tulle.agent.backends.udp",
+}
+
+
+def create(type_name: str, node: NodeInfo, config: dict[str, Any]) -> Backend:
+    """The backend named `type_name` (each module exports `factory`)."""
+    import importlib
+
+    if type_name not in REGISTRY:
+        raise ConfigError(f"unknown backend {type_name!r}; known backends: {', '.join(sorted(REGISTRY))}")
+    module = importlib.import_module(REGISTRY[type_name])
+    return module.factory(node, config)
