@@ -27,17 +27,27 @@ def host_name(prefix: str = "veth") -> str:
     return f"{prefix}{secrets.token_hex(4)}"[:15]
 
 
-def create(pod_netns: str, ifname: str, prefix: str = "veth", mtu: int = 0, mac: str = "") -> Pair:
-    """Create the pair and bring both ends up; the caller undoes with `remove`."""
-    for _ in range(ATTEMPTS):
-        name = host_name(prefix)
+def create(pod_netns: str, ifname: str, prefix: str = "veth", mtu: int = 0, mac: str = "",
+           name: str | None = None, host_mac: str = "") -> Pair:
+    """Create the pair and bring both ends up; the caller undoes with `remove`.
+
+    The host end gets a random `<prefix><8 hex>` name, or exactly `name` when given
+    (routed mode derives it from the attachment, as Calico does).
+    """
+    fixed = name
+    for _ in range(ATTEMPTS if fixed is None else 1):
+        name = fixed or host_name(prefix)
         if links.get(name) is not None:
+            if fixed is not None:
+                raise ExistsError(f"host interface {fixed!r} already exists (a stale attachment?)")
             continue
         try:
-            links.add_veth(name, ifname, peer_netns=pod_netns, mtu=mtu, peer_mac=mac)
+            links.add_veth(name, ifname, peer_netns=pod_netns, mtu=mtu, peer_mac=mac, mac=host_mac)
         except ExistsError:
             if sandbox.run(pod_netns, links.get, ifname) is not None:
                 raise ExistsError(f"interface {ifname!r} already exists in the pod's netns") from None
+            if fixed is not None:
+                raise ExistsError(f"host interface {fixed!r} already exists") from None
             continue  # the random host name was taken meanwhile: draw again
         try:
             links.set_up(name)

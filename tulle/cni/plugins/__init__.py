@@ -17,6 +17,7 @@ PLUGINS: dict[str, str] = {
     "bridge": "tulle.cni.plugins.main.bridge",
     "ptp": "tulle.cni.plugins.main.ptp",
     "macvlan": "tulle.cni.plugins.main.macvlan",
+    "tulle-routed": "tulle.cni.plugins.main.routed",
     "host-local": "tulle.cni.plugins.ipam.host_local",
     "static": "tulle.cni.plugins.ipam.static",
     "portmap": "tulle.cni.plugins.meta.portmap",
