@@ -1,0 +1,84 @@
+"""The vxlan backend's pure core: config, VTEP MAC, and the exact entries a set
+of remote leases asks for."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tulle.agent.backends import vxlan
+from tulle.agent.lease import Lease
+from tulle.errors import ConfigError
+
+NET = ipaddress.IPv4Network
+IP = ipaddress.IPv4Address
+SEG0 = [NET("198.51.100.0/24")]
+
+
+def lease(k: int, ip: str, mac: str | None = None, kind: str = "vxlan", data: dict | None = None) -> Lease:
+    if data is None:
+        data = {"VNI": 1, "VtepMAC": mac or f"0e:00:00:00:00:{k:02x}"}
+    return Lease(subnet=NET(f"10.244.{k}.0/24"), public_ip=IP(ip), backend_type=kind, backend_data=data)
+
+
+def test_config_defaults_and_fields():
+    assert vxlan.load_config({"Type": "vxlan"}) == vxlan.VxlanConfig(1, 8472, False)
+    assert vxlan.load_config({"VNI": 42, "Port": 4789, "DirectRouting": True}) == vxlan.VxlanConfig(42, 4789, True)
+    assert vxlan.load_config({"Port": 0}).port == 8472
+    assert vxlan.VxlanConfig(vni=7).device == "tulle.7"
+    assert len(vxlan.VxlanConfig(vni=vxlan.MAX_VNI).device) <= 15
+
+
+@pytest.mark.parametrize("cfg, field", [
+    ({"VNI": -1}, "Backend.VNI"), ({"VNI": 1 << 24}, "Backend.VNI"), ({"VNI": "1"}, "Backend.VNI"),
+    ({"Port": 70000}, "Backend.Port"), ({"Port": True}, "Backend.Port"),
+    ({"DirectRouting": "yes"}, "Backend.DirectRouting"),
+])
+def test_config_errors_name_the_field(cfg, field):
+    with pytest.raises(ConfigError, match=field):
+        vxlan.load_config(cfg)
+
+
+def test_vtep_mac_is_stable_unicast_and_local():
+    a = vxlan.vtep_mac(IP("198.51.100.11"), 1)
+    assert a == vxlan.vtep_mac(IP("198.51.100.11"), 1)
+    assert a != vxlan.vtep_mac(IP("198.51.100.12"), 1)
+    first = int(a[:2], 16)
+    assert first & 0x01 == 0 and first & 0x02 == 2   # unicast, locally administered
+
+
+def test_plan_one_neighbour_fdb_and_route_per_remote():
+    cfg = vxlan.VxlanConfig()
+    p = vxlan.plan([lease(2, "198.51.100.12"), lease(3, "203.0.113.13")], config=cfg,
+                   underlay_dev="eth0", connected=SEG0, own_subnet=NET("10.244.1.0/24"))
+    assert p.neighbours == {IP("10.244.2.0"): "0e:00:00:00:00:02", IP("10.244.3.0"): "0e:00:00:00:00:03"}
+    assert p.fdb == {"0e:00:00:00:00:02": IP("198.51.100.12"), "0e:00:00:00:00:03": IP("203.0.113.13")}
+    assert p.routes[NET("10.244.2.0/24")] == vxlan.RouteSpec(NET("10.244.2.0/24"), IP("10.244.2.0"), "tulle.1", True)
+    assert len(p.routes) == 2 and p.skipped == []
+
+
+def test_direct_routing_only_for_connected_peers():
+    cfg = vxlan.VxlanConfig(direct_routing=True)
+    p = vxlan.plan([lease(2, "198.51.100.12"), lease(3, "203.0.113.13")], config=cfg,
+                   underlay_dev="eth0", connected=SEG0)
+    assert p.routes[NET("10.244.2.0/24")] == vxlan.RouteSpec(NET("10.244.2.0/24"), IP("198.51.100.12"), "eth0", False)
+    assert p.routes[NET("10.244.3.0/24")].dev == "tulle.1"
+    assert set(p.neighbours) == {IP("10.244.3.0")} and set(p.fdb.values()) == {IP("203.0.113.13")}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (lease(5, "198.51.100.15", kind="host-gw"), "backend type"),
+    (lease(5, "198.51.100.15", data={}), "VtepMAC"),
+    (lease(5, "198.51.100.15", data={"VtepMAC": "zz:00:00:00:00:01"}), "not a MAC"),
+    (lease(5, "198.51.100.15", data={"VtepMAC": "01:00:5e:00:00:01"}), "unicast"),
+    (lease(5, "198.51.100.15", data={"VNI": 2, "VtepMAC": "0e:00:00:00:00:05"}), "VNI"),
+    (lease(5, "198.51.100.15", mac="0e:00:00:00:00:02"), "already used"),
+    (lease(1, "198.51.100.19"), "overlaps"),
+])
+def test_bad_leases_are_skipped_with_a_reason(bad, reason):
+    good = lease(2, "198.51.100.12")
+    p = vxlan.plan([good, bad], config=vxlan.VxlanConfig(), underlay_dev="eth0", connected=SEG0,
+                   own_subnet=NET("10.244.1.0/24"))
+    assert list(p.routes) == [good.subnet] and len(p.fdb) == len(p.neighbours) == 1
+    assert len(p.skipped) == 1 and reason in p.skipped[0][1]

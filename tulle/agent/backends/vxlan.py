@@ -1,0 +1,326 @@
+"""The vxlan backend (Flannel's vxlan): pods of other nodes are reached through one
+VTEP per node, `tulle.<VNI>`, with no learning — every peer is programmed from
+its lease, exactly as Flannel does it:
+
+  per remote lease    neighbour  <remote subnet>.0 → remote VtepMAC   (permanent, on the VTEP)
+                      FDB        remote VtepMAC    → remote PublicIP  (the VTEP's underlay peer)
+                      route      <remote subnet> via <remote subnet>.0 dev tulle.<VNI> onlink
+
+With DirectRouting, a peer whose PublicIP sits on a directly connected underlay
+subnet gets a plain route `<subnet> via <PublicIP>` instead (no encapsulation),
+the others keep the VXLAN path — so a cluster spanning routed segments works.
+
+Routes this backend owns carry protocol number 251 (`ip route ... proto 251`), so
+sync() can find and remove exactly its own routes (host-gw uses 250). Neighbour
+and FDB entries are owned by the VTEP itself: every permanent entry on it is ours.
+
+The VTEP's MAC is published in the lease (BackendData {"VNI", "VtepMAC"}), so it
+must stay stable: prepare() keeps an existing compatible device with its MAC,
+and a new device gets a MAC derived from (PublicIP, VNI), so even a rebuilt VTEP
+keeps the address other nodes have programmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tulle.agent import log
+from tulle.agent.backends.base import BackendInfo, NodeInfo
+from tulle.agent.lease import Lease
+from tulle.errors import ConfigError, TulleError
+
+TYPE = "vxlan"
+PROTO = 251                 # rtm_protocol of every route this backend installs
+DEFAULT_VNI = 1
+DEFAULT_PORT = 8472         # Flannel's (and the Linux kernel's legacy) VXLAN port
+OVERHEAD = 50               # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+MAX_VNI = (1 << 24) - 1
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+@dataclass(frozen=True)
+class VxlanConfig:
+    vni: int = DEFAULT_VNI
+    port: int = DEFAULT_PORT
+    direct_routing: bool = False
+
+    @property
+    def device(self) -> str:
+        return f"tulle.{self.vni}"
+
+
+def _int_field(cfg: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = cfg.get(key)
+    if value is None or (value == 0 and lo > 0):   # Flannel treats Port 0 as "default"
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"Backend.{key}: must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def load_config(cfg: dict[str, Any]) -> VxlanConfig:
+    """The "Backend" object of the network config (Flannel's field names)."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"Backend: must be an object, got {type(cfg).__name__}")
+    direct = cfg.get("DirectRouting", False)
+    if not isinstance(direct, bool):
+        raise ConfigError(f"Backend.DirectRouting: must be true or false, got {direct!r}")
+    return VxlanConfig(
+        vni=_int_field(cfg, "VNI", DEFAULT_VNI, 0, MAX_VNI),
+        port=_int_field(cfg, "Port", DEFAULT_PORT, 1, 65535),
+        direct_routing=direct,
+    )
+
+
+def vtep_mac(public_ip: ipaddress.IPv4Address, vni: int) -> str:
+    """A locally administered unicast MAC derived from the node's identity, so a
+    VTEP rebuilt from scratch (after a reboot, a deleted device) keeps its address."""
+    digest = hashlib.sha256(f"tulle-vtep/{public_ip}/{vni}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x0E, *digest[:5]))
+
+
+# --- the pure core: which entries the remote leases ask for --------------------
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route this backend wants (compared by these fields only)."""
+
+    dst: ipaddress.IPv4Network
+    gw: ipaddress.IPv4Address
+    dev: str
+    onlink: bool
+
+
+@dataclass
+class Plan:
+    neighbours: dict[ipaddress.IPv4Address, str] = field(default_factory=dict)
+    fdb: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+    routes: dict[ipaddress.IPv4Network, RouteSpec] = field(default_factory=dict)
+    skipped: list[tuple[Lease, str]] = field(default_factory=list)
+
+
+def _lease_mac(lease: Lease, vni: int) -> str:
+    """The lease's VtepMAC; ValueError (with the reason) for unusable BackendData."""
+    data = lease.backend_data
+    if not isinstance(data, dict):
+        raise ValueError("BackendData is not an object")
+    mac = data.get("VtepMAC")
+    if not isinstance(mac, str) or not _MAC.match(mac.lower()):
+        raise ValueError(f"BackendData.VtepMAC {mac!r} is not a MAC address")
+    mac = mac.lower()
+    if int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
+        raise ValueError(f"BackendData.VtepMAC {mac} is not a unicast MAC")
+    their_vni = data.get("VNI", vni)
+    if their_vni != vni:
+        raise ValueError(f"BackendData.VNI {their_vni!r} differs from this network's VNI {vni}")
+    return mac
+
+
+def plan(remotes: list[Lease], *, config: VxlanConfig, underlay_dev: str,
+         connected: list[ipaddress.IPv4Network],
+         own_subnet: ipaddress.IPv4Network | None = None) -> Plan:
+    """Exactly the neighbours, FDB entries and routes `remotes` need. Unusable
+    leases (another backend type, bad BackendData, a clash with an earlier lease)
+    are listed in `skipped` with the reason instead."""
+    out = Plan()
+    for lease in sorted(remotes, key=lambda l: (l.subnet, l.public_ip)):
+        if lease.backend_type != TYPE:
+            out.skipped.append((lease, f"backend type {lease.backend_type!r} is not {TYPE!r}"))
+            continue
+        if lease.subnet in out.routes or (own_subnet is not None and lease.subnet.overlaps(own_subnet)):
+            out.skipped.append((lease, "subnet overlaps another lease"))
+            continue
+        if config.direct_routing and any(lease.public_ip in net for net in connected):
+            out.routes[lease.subnet] = RouteSpec(lease.subnet, lease.public_ip, underlay_dev, False)
+            continue
+        try:
+            mac = _lease_mac(lease, config.vni)
+        except ValueError as exc:
+            out.skipped.append((lease, str(exc)))
+            continue
+        if out.fdb.get(mac, lease.public_ip) != lease.public_ip:
+            out.skipped.append((lease, f"VtepMAC {mac} is already used by {out.fdb[mac]}"))
+            continue
+        gw = lease.subnet.network_address
+        out.neighbours[gw] = mac
+        out.fdb[mac] = lease.public_ip
+        out.routes[lease.subnet] = RouteSpec(lease.subnet, gw, config.device, True)
+    return out
+
+
+# --- the kernel shell -----------------------------------------------------------
+
+class VxlanBackend:
+    """Runs in the netns of the calling thread (the node's); holds no threads."""
+
+    type_name = TYPE
+
+    def __init__(self, node: NodeInfo, config: VxlanConfig) -> None:
+        self.node = node
+        self.config = config
+        self.mac = ""
+        self.own: Lease | None = None
+        self._lock = threading.Lock()   # the agent may sync from its watch and reconcile threads
+        self._warned: dict[str, str] = {}
+
+    @property
+    def device(self) -> str:
+        return self.config.device
+
+    @property
+    def mtu(self) -> int:
+        return self.node.underlay_mtu - OVERHEAD
+
+    # contract ------------------------------------------------------------------
+
+    def prepare(self) -> BackendInfo:
+        with self._lock:
+            self._ensure_device()
+            return BackendInfo(backend_data={"VNI": self.config.vni, "VtepMAC": self.mac}, mtu=self.mtu)
+
+    def start(self, own: Lease) -> None:
+        with self._lock:
+            self.own = own
+            self._ensure_device()
+            self._ensure_address()
+
+    def sync(self, remotes: list[Lease]) -> None:
+        from tulle.kernel import addrs
+
+        with self._lock:
+            if self.own is None:
+                raise TulleError("vxlan backend: sync() before start()")
+            self._ensure_device()
+            self._ensure_address()
+            connected = [a.network for a in addrs.list_on(self.node.underlay_dev, socket.AF_INET)]
+            own = self.own
+            remotes = [l for l in remotes if (l.subnet, l.public_ip) != (own.subnet, own.public_ip)]
+            wanted = plan(remotes, config=self.config, underlay_dev=self.node.underlay_dev,
+                          connected=connected, own_subnet=self.own.subnet)
+            self._report_skipped(wanted.skipped)
+            self._converge_neighbours(wanted.neighbours)
+            self._converge_fdb(wanted.fdb)
+            self._converge_routes(wanted.routes)
+
+    def stop(self) -> None:
+        """Nothing runs in the background; the kernel keeps forwarding on its own."""
+
+    def teardown(self) -> None:
+        from tulle.kernel import links, routes
+
+        with self._lock:
+            for route in self._own_routes():
+                routes.delete(route)   # direct routes live on the underlay, not the VTEP
+            if links.delete(self.device):
+                log.info("vxlan device removed", dev=self.device)
+
+    # device ----------------------------------------------------------------------
+
+    def _ensure_device(self) -> None:
+        """The VTEP with our VNI/port/local/underlay; an incompatible one is rebuilt."""
+        from tulle.kernel import links
+        from tulle.kernel import vxlan as kvxlan
+
+        underlay = links.require(self.node.underlay_dev)
+        link = links.get(self.device)
+        if link is not None:
+            have = kvxlan.info(self.device)
+            if have is not None and (have.vni, have.port, have.local, have.link_index, have.learning) == \
+                    (self.config.vni, self.config.port, self.node.public_ip, underlay.index, False):
+                if not self.mac:
+                    self.mac = link.mac.lower()   # adopt: other nodes may already know it
+                elif link.mac.lower() != self.mac:
+                    links.set_mac(self.device, self.mac)
+                if link.mtu != self.mtu:
+                    links.set_mtu(self.device, self.mtu)
+                return
+            log.warning("vxlan device incompatible, recreating", dev=self.device, kind=link.kind,
+                        found=str(have))
+            links.delete(self.device)
+        self.mac = self.mac or vtep_mac(self.node.public_ip, self.config.vni)
+        links.add_vxlan(self.device, self.config.vni, self.config.port, str(self.node.public_ip),
+                        dev=self.node.underlay_dev, mtu=self.mtu, learning=False, mac=self.mac)
+        log.info("vxlan device created", dev=self.device, vni=self.config.vni, port=self.config.port,
+                 mac=self.mac, mtu=self.mtu)
+
+    def _ensure_address(self) -> None:
+        """Exactly <own subnet>.0/32 on the VTEP, and the VTEP up."""
+        from tulle.kernel import addrs, links
+
+        if self.own is None:
+            return
+        want = ipaddress.IPv4Interface(f"{self.own.subnet.network_address}/32")
+        for addr in addrs.list_on(self.device, socket.AF_INET):
+            if addr != want:
+                addrs.delete(self.device, addr)
+        addrs.ensure(self.device, want)
+        if not links.require(self.device).up:
+            links.set_up(self.device)
+
+    # entries ---------------------------------------------------------------------
+
+    def _converge_neighbours(self, wanted: dict[ipaddress.IPv4Address, str]) -> None:
+        from tulle.kernel import neigh
+
+        have = {n.ip: n.mac.lower() for n in neigh.list_on(self.device)}
+        for ip, mac in have.items():
+            if ip not in wanted:
+                neigh.delete(self.device, ip)
+                log.info("vxlan neighbour removed", ip=ip, mac=mac)
+        for ip, mac in wanted.items():
+            if have.get(ip) != mac:
+                neigh.replace(self.device, ip, mac)
+                log.info("vxlan neighbour set", ip=ip, mac=mac)
+
+    def _converge_fdb(self, wanted: dict[str, ipaddress.IPv4Address]) -> None:
+        from tulle.kernel import neigh
+
+        have = {(e.mac.lower(), e.dst) for e in neigh.fdb_list(self.device) if e.dst is not None}
+        want = set(wanted.items())
+        for mac, dst in have - want:
+            neigh.fdb_delete(self.device, mac, dst)
+            log.info("vxlan fdb entry removed", mac=mac, dst=dst)
+        for mac, dst in want - have:
+            neigh.fdb_append(self.device, mac, dst)
+            log.info("vxlan fdb entry set", mac=mac, dst=dst)
+
+    def _own_routes(self) -> list:
+        from tulle.kernel import routes
+
+        return [r for r in routes.list_routes(4) if r.proto == PROTO]
+
+    def _converge_routes(self, wanted: dict[ipaddress.IPv4Network, RouteSpec]) -> None:
+        from tulle.kernel import routes
+
+        have = {r.dst: r for r in self._own_routes()}
+        for dst, route in have.items():
+            spec = wanted.get(dst)  # type: ignore[arg-type]
+            if spec is None or RouteSpec(route.dst, route.gw, route.dev, route.onlink) != spec:
+                routes.delete(route)
+                if spec is None:
+                    log.info("vxlan route removed", dst=dst)
+        for dst, spec in wanted.items():
+            current = have.get(dst)
+            if current is None or RouteSpec(current.dst, current.gw, current.dev, current.onlink) != spec:
+                routes.replace(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink,
+                                            proto=PROTO))
+                log.info("vxlan route set", dst=dst, via=spec.gw, dev=spec.dev)
+
+    def _report_skipped(self, skipped: list[tuple[Lease, str]]) -> None:
+        """Warn once per lease and reason, not on every reconcile tick."""
+        now = {str(lease.subnet): reason for lease, reason in skipped}
+        for subnet, reason in now.items():
+            if self._warned.get(subnet) != reason:
+                log.warning("vxlan: lease skipped", subnet=subnet, reason=reason)
+        self._warned = now
+
+
+def factory(node: NodeInfo, backend_config: dict[str, Any]) -> VxlanBackend:
+    return VxlanBackend(node, load_config(backend_config or {}))
