@@ -1,0 +1,99 @@
+"""Route planning, host-gw's adjacency rule, and the masquerade ruleset (all pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tulle.agent import masquerade, metrics
+from tulle.agent.backends import base, host_gw
+from tulle.agent.backends.routes_base import ROUTE_PROTO, plan
+from tulle.agent.lease import Lease
+from tulle.errors import ConfigError
+from tulle.kernel.routes import Route
+
+NET = ipaddress.IPv4Network
+IP = ipaddress.IPv4Address
+
+
+def r(dst: str, gw: str, dev: str = "eth0", **kw) -> Route:
+    return Route(dst=NET(dst), gw=IP(gw), dev=dev, proto=ROUTE_PROTO, **kw)
+
+
+def test_plan_adds_and_removes_exactly_the_difference():
+    current = [r("10.244.1.0/24", "198.51.100.11", scope=0), r("10.244.2.0/24", "198.51.100.12"),
+               r("10.244.3.0/24", "198.51.100.99")]
+    desired = [r("10.244.1.0/24", "198.51.100.11"), r("10.244.3.0/24", "198.51.100.13"),
+               r("10.244.4.0/24", "198.51.100.14")]
+    add, remove = plan(current, desired)
+    assert [(str(x.dst), str(x.gw)) for x in add] == [("10.244.3.0/24", "198.51.100.13"),
+                                                       ("10.244.4.0/24", "198.51.100.14")]
+    assert [(str(x.dst), str(x.gw)) for x in remove] == [("10.244.2.0/24", "198.51.100.12"),
+                                                          ("10.244.3.0/24", "198.51.100.99")]
+    assert plan(desired, desired) == ([], [])
+
+
+def test_directly_connected_and_cluster_adjacency():
+    nets = [NET("198.51.100.0/24")]
+    assert host_gw.directly_connected("198.51.100.77", nets)
+    assert not host_gw.directly_connected("203.0.113.13", nets)
+    host_gw.check_adjacency({"n1": "198.51.100.11/24", "n2": "198.51.100.12/24"})
+    with pytest.raises(ConfigError, match="host-gw needs every node on one L2 segment.*n3"):
+        host_gw.check_adjacency({"n1": "198.51.100.11/24", "n2": "198.51.100.12/24", "n3": "203.0.113.13/24"})
+
+
+class Offline(host_gw.HostGw):
+    """host-gw with the connected subnets given instead of read from the kernel."""
+
+    def before_sync(self) -> None:
+        self._connected = [NET("198.51.100.0/24")]
+
+
+def node() -> base.NodeInfo:
+    return base.NodeInfo("n1", IP("198.51.100.11"), "eth0", 1500, NET("10.244.0.0/16"), "/tmp/x")
+
+
+def lease(subnet: str, ip: str, btype: str = "host-gw") -> Lease:
+    return Lease(NET(subnet), IP(ip), btype, node="peer")
+
+
+def test_host_gw_desired_routes_refusals_and_other_backends():
+    be = Offline(node(), {"Type": "host-gw"})
+    assert be.prepare().mtu == 1500 and be.prepare().backend_data == {}
+    be.start(lease("10.244.1.0/24", "198.51.100.11"))
+    before = metrics.LEASES_REFUSED.value(backend="host-gw")
+    remotes = [lease("10.244.1.0/24", "198.51.100.11"), lease("10.244.2.0/24", "198.51.100.12"),
+               lease("10.244.3.0/24", "203.0.113.13"), lease("10.244.4.0/24", "198.51.100.14", "vxlan")]
+    want = be.desired(remotes)
+    assert want == [Route(dst=NET("10.244.2.0/24"), gw=IP("198.51.100.12"), dev="eth0", proto=250)]
+    assert list(be.refused().values())[0].startswith("host-gw: refusing lease 10.244.3.0/24 of peer")
+    assert metrics.LEASES_REFUSED.value(backend="host-gw") == before + 1
+    be.desired(remotes)  # the same refusal is counted once, not every tick
+    assert metrics.LEASES_REFUSED.value(backend="host-gw") == before + 1
+
+
+def test_registry_creates_host_gw():
+    assert isinstance(base.create("host-gw", node(), {"Type": "host-gw"}), host_gw.HostGw)
+
+
+def test_masquerade_rules_never_touch_pod_to_pod():
+    rules = masquerade.rules(NET("10.244.0.0/16"), NET("10.244.1.0/24"))
+    comments = [c for c, _ in rules]
+    assert comments == ["tulle-agent pod-to-pod 10.244.0.0/16",
+                        "tulle-agent outside-to-local-pods 10.244.1.0/24",
+                        "tulle-agent pods-to-outside 10.244.0.0/16",
+                        "tulle-agent to-remote-pods 10.244.0.0/16"]
+    first = rules[0][1]
+    assert first[-1] == {"return": None}
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                      "right": {"prefix": {"addr": "10.244.0.0", "len": 16}}}} in first
+    outside = rules[2][1]
+    assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                      "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}} in outside
+    assert outside[-1] == {"masquerade": {"flags": ["fully-random"]}}
+    tx = masquerade.transaction(NET("10.244.0.0/16"), NET("10.244.1.0/24")).to_json()["nftables"]
+    assert tx[1] == {"add": {"table": {"family": "inet", "name": "tulle-agent"}}}
+    assert tx[2]["add"]["chain"]["hook"] == "postrouting" and tx[2]["add"]["chain"]["type"] == "nat"
+    assert tx[3] == {"flush": {"chain": {"family": "inet", "table": "tulle-agent", "name": "postrouting"}}}
+    assert len(tx) == 8

@@ -1,0 +1,149 @@
+"""The shared route network: a backend that is "one set of kernel routes per remote lease".
+
+A subclass says which routes a lease needs (`routes_for`); this base turns the
+complete remote set into the desired route list, compares it with the routes it
+owns in the kernel and adds or removes exactly the difference, so `sync` is
+both the event handler and the reconcile step (a route deleted by hand comes
+back on the next tick; a route of a lease that is gone is removed).
+
+Ownership: every route tulle's agent programs carries the route protocol number
+ROUTE_PROTO = 250 (`ip route show proto 250`; iproute2 shows it as a number as
+it has no name in /etc/iproute2/rt_protos). Only routes with that protocol are
+ever removed, so routes made by the kernel, the CNI bridge or an admin are left
+alone. 250 is not used by the kernel, iproute2 or the usual routing daemons
+(BIRD uses 12, Calico's felix 80, flannel none).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Iterable
+
+from tulle.agent import log, metrics
+from tulle.agent.backends.base import BackendInfo, NodeInfo
+from tulle.agent.lease import Lease
+from tulle.errors import KernelError, TulleError
+from tulle.kernel import routes
+from tulle.kernel.routes import Route
+
+ROUTE_PROTO = 250
+
+
+class Refused(TulleError):
+    """A remote lease this backend cannot serve (the message says why)."""
+
+
+def route_key(r: Route) -> tuple:
+    """What makes two routes the same for the diff (kernel-filled fields like scope aside)."""
+    return (r.dst, r.gw, r.dev, r.onlink, r.table)
+
+
+def plan(current: Iterable[Route], desired: Iterable[Route]) -> tuple[list[Route], list[Route]]:
+    """(routes to add, routes to remove) to turn `current` into `desired` (pure)."""
+    want = {route_key(r): r for r in desired}
+    have = {route_key(r): r for r in current}
+    to_add = [r for k, r in want.items() if k not in have]
+    to_remove = [r for k, r in have.items() if k not in want]
+    return to_add, to_remove
+
+
+class RouteNetwork:
+    """Base of route backends (host-gw; vxlan's DirectRouting may reuse `plan`)."""
+
+    type_name = ""
+    proto = ROUTE_PROTO
+
+    def __init__(self, node: NodeInfo, config: dict[str, Any]) -> None:
+        self.node = node
+        self.config = dict(config)
+        self.own: Lease | None = None
+        self._refused: dict[tuple, str] = {}
+        self._ignored: set[tuple] = set()
+
+    # -- what subclasses provide ---------------------------------------------
+
+    def routes_for(self, lease: Lease) -> list[Route]:
+        """The routes one remote lease needs; raise Refused when it cannot be served."""
+        raise NotImplementedError
+
+    def before_sync(self) -> None:
+        """Gather what routes_for needs once per pass (e.g. the connected underlay subnets)."""
+
+    def mtu(self) -> int:
+        return self.node.underlay_mtu
+
+    # -- the Backend contract ------------------------------------------------
+
+    def prepare(self) -> BackendInfo:
+        return BackendInfo(backend_data={}, mtu=self.mtu())
+
+    def start(self, own: Lease) -> None:
+        self.own = own
+
+    def desired(self, remotes: list[Lease]) -> list[Route]:
+        """The routes for every remote lease this backend serves; refusals logged once and counted."""
+        self.before_sync()
+        out: list[Route] = []
+        refused: dict[tuple, str] = {}
+        for lease in remotes:
+            if self.own is not None and lease.subnet == self.own.subnet:
+                continue
+            ident = (lease.subnet, lease.public_ip, lease.backend_type)
+            if lease.backend_type != self.type_name:
+                if ident not in self._ignored:
+                    log.warning(f"ignoring a lease of another backend (this network runs {self.type_name})",
+                                subnet=lease.subnet, public_ip=lease.public_ip, backend=lease.backend_type)
+                    self._ignored.add(ident)
+                continue
+            try:
+                out += self.routes_for(lease)
+            except Refused as exc:
+                refused[ident] = exc.msg
+                if ident not in self._refused:
+                    log.error(exc.msg, subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
+                    metrics.LEASES_REFUSED.inc(backend=self.type_name)
+        self._refused = refused
+        return out
+
+    def owned_routes(self) -> list[Route]:
+        return [r for r in routes.list_routes(4) if r.proto == self.proto]
+
+    def sync(self, remotes: list[Lease]) -> None:
+        want = self.desired(remotes)
+        to_add, to_remove = plan(self.owned_routes(), want)
+        failures: list[str] = []
+        failed_adds = 0
+        for r in to_remove:
+            try:
+                routes.delete(r)
+                log.info("route removed", dst=r.dst, gw=r.gw, dev=r.dev)
+            except TulleError as exc:
+                failures.append(exc.msg)
+        for r in to_add:
+            try:
+                routes.replace(r)
+                log.info("route added", dst=r.dst, gw=r.gw, dev=r.dev)
+            except TulleError as exc:
+                failures.append(exc.msg)
+                failed_adds += 1
+        metrics.ROUTES_PROGRAMMED.set(len(want) - failed_adds)
+        if failures:
+            raise KernelError(f"{self.type_name}: {len(failures)} route change(s) failed: {'; '.join(failures)}")
+
+    def refused(self) -> dict[tuple, str]:
+        """Leases refused in the last pass (ident → reason)."""
+        return dict(self._refused)
+
+    def stop(self) -> None:
+        """Routes stay: pods keep talking while the agent restarts."""
+
+    def teardown(self) -> None:
+        for r in self.owned_routes():
+            routes.delete(r)
+        metrics.ROUTES_PROGRAMMED.set(0)
+
+
+def connected_networks(addresses: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface]
+                       ) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets these interface addresses make directly reachable."""
+    return [a.network for a in addresses if a.version == 4]

@@ -1,0 +1,390 @@
+"""The node agent's run loop (`tulle agent run`).
+
+Startup, each step undone if a later one fails, so bad input leaves nothing:
+  open the store → read and validate `<prefix>/config` → find the underlay
+  (PublicIP, device, MTU) → build the backend (registry) → metrics server →
+  backend.prepare() → acquire the subnet lease (with the backend's data) →
+  backend.start(lease) → subnet.env → masquerade → CNI socket server (when
+  tulle.agent.api exists).
+Then one loop: watch `<prefix>/subnets/` from the listing's revision (re-list
+after Compacted); every change and every reconcile tick calls backend.sync with
+the complete set of remote leases (which restores anything deleted by hand),
+re-ensures the masquerade rules and renews the lease when due. Our own key
+vanishing (deleted, expired) makes us take a lease again at once.
+SIGTERM/SIGINT stop the loop; the data plane and the lease are kept, so pods
+keep talking while the agent restarts (as Flannel does).
+Everything acts on the calling process's network namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import os
+import signal
+import socket as socketlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tulle.agent import diff, log, masquerade, metrics, netconfig
+from tulle.agent.backends import base
+from tulle.agent.lease import DEFAULT_PREFIX, Lease, subnets_prefix
+from tulle.agent.subnet import DEFAULT_RENEW_MARGIN, DEFAULT_TTL, SubnetManager
+from tulle.errors import ConfigError, TulleError
+from tulle.store import Compacted, Store, StoreError, open_store
+
+WATCH_SLICE = 1.0  # seconds a watch may block: bounds how long SIGTERM waits
+
+
+@dataclass
+class Options:
+    node: str
+    store: str
+    prefix: str = DEFAULT_PREFIX
+    public_ip: str | None = None
+    iface: str | None = None
+    socket: str = "/run/tulle/agent.sock"
+    subnet_file: str = "/run/tulle/subnet.env"
+    state_dir: str = "/var/lib/tulle/agent"
+    metrics_addr: str | None = None
+    backend: str | None = None
+    ip_masq: bool = True
+    reconcile_interval: float = 5.0
+    lease_ttl: int = DEFAULT_TTL
+    renew_margin: float = DEFAULT_RENEW_MARGIN
+
+
+# --- pure helpers ---------------------------------------------------------------
+
+def subnet_env(network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network, mtu: int, ip_masq: bool) -> str:
+    """Flannel's subnet.env: FLANNEL_SUBNET is the subnet's first address (the pods' gateway)."""
+    first = subnet.network_address + 1
+    return (f"FLANNEL_NETWORK={network}\n"
+            f"FLANNEL_SUBNET={first}/{subnet.prefixlen}\n"
+            f"FLANNEL_MTU={mtu}\n"
+            f"FLANNEL_IPMASQ={'true' if ip_masq else 'false'}\n")
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Readers (the CNI plugin) never see a half-written file."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def validate_options(opts: Options) -> None:
+    """Everything checkable without the store or the kernel."""
+    if not opts.node:
+        raise ConfigError("--node: a node name is required")
+    if opts.public_ip:
+        try:
+            ipaddress.IPv4Address(opts.public_ip)
+        except ValueError:
+            raise ConfigError(f"--public-ip {opts.public_ip!r} is not an IPv4 address") from None
+    if opts.metrics_addr:
+        metrics.parse_addr(opts.metrics_addr)
+    if opts.backend and opts.backend not in base.REGISTRY:
+        raise ConfigError(f"--backend: unknown backend {opts.backend!r}; known backends: "
+                          f"{', '.join(sorted(base.REGISTRY))}")
+    if not opts.reconcile_interval > 0:
+        raise ConfigError(f"--reconcile-interval must be positive, got {opts.reconcile_interval}")
+
+
+# --- the underlay -------------------------------------------------------------------
+
+def find_underlay(public_ip: str | None, iface: str | None) -> tuple[ipaddress.IPv4Address, str, int]:
+    """(PublicIP, device, MTU) in this netns, from --public-ip and/or --iface (Flannel's rules:
+    --iface alone uses its first IPv4 address; --public-ip alone finds the device carrying it;
+    neither: the default route's device, else the only device with an IPv4 address)."""
+    from tulle.kernel import addrs, links, routes
+
+    if iface:
+        link = links.get(iface)
+        if link is None:
+            raise ConfigError(f"--iface {iface}: no such device in this network namespace")
+        v4 = [a for a in addrs.list_on(iface, family=socketlib.AF_INET)]
+        if public_ip:
+            return ipaddress.IPv4Address(public_ip), iface, link.mtu
+        if not v4:
+            raise ConfigError(f"--iface {iface} has no IPv4 address (or give --public-ip)")
+        return v4[0].ip, iface, link.mtu
+    candidates = []
+    for link in links.all_links():
+        if link.name == "lo":
+            continue
+        for a in addrs.list_on(link.name, family=socketlib.AF_INET):
+            candidates.append((a.ip, link))
+    if public_ip:
+        ip = ipaddress.IPv4Address(public_ip)
+        for addr, link in candidates:
+            if addr == ip:
+                return ip, link.name, link.mtu
+        raise ConfigError(f"--public-ip {public_ip} is not an address of any device in this network "
+                          f"namespace (give --iface when it is a NAT address)")
+    for r in routes.list_routes(4):
+        if r.dst.prefixlen == 0 and r.dev:
+            for addr, link in candidates:
+                if link.name == r.dev:
+                    return addr, link.name, link.mtu
+    if len({link.name for _, link in candidates}) == 1:
+        addr, link = candidates[0]
+        return addr, link.name, link.mtu
+    raise ConfigError("cannot tell which device is the underlay: give --public-ip or --iface")
+
+
+def _observe_cni(kind: str, command: str, seconds: float, code: int) -> None:
+    """CniServer's per-request hook → the agent's CNI metrics."""
+    metrics.observe_cni_request(command, seconds, ok=code == 0)
+
+
+# --- the agent ----------------------------------------------------------------------
+
+class Agent:
+    """One node's agent: startup, the loop, shutdown."""
+
+    def __init__(self, opts: Options, stop: threading.Event | None = None) -> None:
+        validate_options(opts)
+        self.opts = opts
+        self.stop_event = stop or threading.Event()
+        self.store: Store | None = None
+        self.config: netconfig.NetConfig | None = None
+        self.backend: Any = None
+        self.info: base.BackendInfo | None = None
+        self.subnets: SubnetManager | None = None
+        self.leases: diff.LeaseMap = {}
+        self._closers = contextlib.ExitStack()
+
+    @property
+    def own(self) -> Lease | None:
+        return self.subnets.lease if self.subnets else None
+
+    # -- startup -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Bring the node up; on failure everything made so far is undone and the error raised."""
+        opts = self.opts
+        with contextlib.ExitStack() as closers:     # kept while running, closed at stop
+            with contextlib.ExitStack() as undo:    # only for a failed start
+                store = open_store(opts.store)
+                self.store = store
+                closers.callback(store.close)
+                cfg = netconfig.read_config(store, opts.prefix)
+                self.config = cfg
+                if opts.backend and opts.backend != cfg.backend_type:
+                    raise ConfigError(f"--backend {opts.backend} does not match the network config's "
+                                      f"backend {cfg.backend_type!r} (at {opts.prefix}/config)")
+                public_ip, dev, mtu = find_underlay(opts.public_ip, opts.iface)
+                node = base.NodeInfo(name=opts.node, public_ip=public_ip, underlay_dev=dev, underlay_mtu=mtu,
+                                     network=cfg.network, state_dir=opts.state_dir)
+                self.backend = base.create(cfg.backend_type, node, cfg.backend)
+                log.info("agent starting", backend=cfg.backend_type, network=cfg.network, public_ip=public_ip,
+                         iface=dev, store=opts.store, prefix=opts.prefix)
+                if opts.metrics_addr:
+                    server = metrics.MetricsServer(opts.metrics_addr).start()
+                    closers.callback(server.close)
+                    log.info("metrics served", addr=opts.metrics_addr)
+                self.info = self.backend.prepare()
+                undo.callback(self._undo_backend)
+                self.subnets = SubnetManager(store, opts.prefix, cfg, opts.node, public_ip, opts.state_dir,
+                                             ttl=opts.lease_ttl, renew_margin=opts.renew_margin)
+                lease = self.subnets.acquire(cfg.backend_type, self.info.backend_data)
+                undo.callback(self.subnets.release)
+                metrics.HEALTH.update(lease_held=True)
+                undo.callback(self._undo_activate)
+                self._activate(lease)
+                self._start_cni_server(closers)
+                undo.pop_all()
+            self._closers = closers.pop_all()
+
+    def _undo_backend(self) -> None:
+        with contextlib.suppress(Exception):
+            self.backend.teardown()
+
+    def _undo_activate(self) -> None:
+        with contextlib.suppress(Exception):
+            os.unlink(self.opts.subnet_file)
+        if self.opts.ip_masq:
+            with contextlib.suppress(Exception):
+                masquerade.remove()
+
+    def _activate(self, lease: Lease) -> None:
+        """Our lease is (newly) known: backend start, subnet.env, masquerade."""
+        assert self.config is not None and self.info is not None
+        self.backend.start(lease)
+        write_atomic(self.opts.subnet_file,
+                     subnet_env(self.config.network, lease.subnet, self.info.mtu, self.opts.ip_masq))
+        log.info("subnet.env written", path=self.opts.subnet_file, subnet=lease.subnet, mtu=self.info.mtu)
+        self._ensure_masquerade()
+
+    def _ensure_masquerade(self) -> None:
+        assert self.config is not None
+        own = self.own
+        if self.opts.ip_masq and own is not None:
+            if masquerade.ensure(self.config.network, own.subnet):
+                log.info("masquerade rules written", table=f"{masquerade.FAMILY} {masquerade.TABLE}")
+        elif not self.opts.ip_masq and masquerade.remove():
+            log.info("masquerade table removed (--no-ip-masq)")
+
+    def _start_cni_server(self, closers: contextlib.ExitStack) -> None:
+        if importlib.util.find_spec("tulle.agent.api") is None:
+            log.info("CNI socket server not available in this build; plugins run standalone")
+            return
+        try:
+            from tulle.agent.api import CniServer  # type: ignore[import-not-found]
+
+            os.makedirs(os.path.dirname(os.path.abspath(self.opts.socket)), exist_ok=True)
+            server = CniServer(self.opts.socket, observe=_observe_cni)
+            server.start()
+        except Exception as exc:  # the data plane matters more than the socket
+            log.error("CNI socket server failed to start; plugins will run standalone",
+                      socket=self.opts.socket, error=str(exc))
+            return
+        closers.callback(server.close)
+        log.info("CNI socket served", socket=self.opts.socket)
+
+    # -- the loop ------------------------------------------------------------
+
+    def _list(self) -> int:
+        assert self.store is not None
+        kvs, rev = self.store.list(subnets_prefix(self.opts.prefix))
+        self.leases = diff.from_snapshot(kvs)
+        return rev + 1
+
+    def reconcile(self, why: str) -> bool:
+        """backend.sync(all remote leases) + masquerade; errors are logged, counted and survived."""
+        metrics.RECONCILE_TOTAL.inc()
+        own = self.own
+        remotes = diff.remotes(self.leases, own.subnet if own else None)
+        metrics.LEASES.set(len(remotes))
+        try:
+            self.backend.sync(remotes)
+            self._ensure_masquerade()
+        except Exception as exc:  # noqa: BLE001 - a failing pass must not end the agent
+            msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
+            metrics.RECONCILE_ERRORS.inc()
+            metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
+            log.error("reconcile failed", why=why, error=msg)
+            return False
+        metrics.HEALTH.update(last_reconcile_ok=True, last_error="")
+        return True
+
+    def _check_own(self) -> None:
+        """Our key vanished or was taken over (or an earlier retake failed): take a lease again."""
+        assert self.subnets is not None
+        own = self.own
+        if own is not None:
+            current = self.leases.get(own.subnet)
+            if current is not None and current.public_ip == own.public_ip:
+                return
+            log.warning("our subnet lease disappeared from the store; acquiring again", subnet=own.subnet)
+        else:
+            log.warning("no subnet lease held; acquiring again")
+        metrics.HEALTH.update(lease_held=False)
+        lease = self.subnets.reacquire()
+        self.leases[lease.subnet] = lease  # the watch confirms it; do not retake it meanwhile
+        metrics.HEALTH.update(lease_held=True)
+        if own is not None and lease.subnet != own.subnet:
+            log.warning("subnet changed; pods on the old subnet must be recreated",
+                        old=own.subnet, new=lease.subnet)
+        self._activate(lease)
+
+    def _renew(self) -> None:
+        assert self.subnets is not None
+        if self.subnets.renew_due():
+            before = self.own
+            lease = self.subnets.renew()
+            if before is None or lease is not before:  # it had expired and was taken again
+                self.leases[lease.subnet] = lease
+                self._activate(lease)
+        left = self.subnets.expires_in()
+        metrics.LEASE_EXPIRY.set(0 if left == float("inf") else left)
+
+    def loop(self) -> None:
+        assert self.store is not None
+        prefix = subnets_prefix(self.opts.prefix)
+        next_rev = self._list()
+        self.reconcile("start")
+        interval = self.opts.reconcile_interval
+        next_tick = time.monotonic() + interval
+        while not self.stop_event.is_set():
+            timeout = max(0.0, min(WATCH_SLICE, next_tick - time.monotonic()))
+            try:
+                try:
+                    events = self.store.watch(prefix, next_rev, timeout)
+                except Compacted:
+                    log.info("watch history compacted; re-listing")
+                    old = self.leases
+                    next_rev = self._list()
+                    self._on_change(old, "resync")
+                    continue
+                if events:
+                    next_rev = events[-1].revision + 1
+                    old = self.leases
+                    self.leases = diff.apply(old, events)
+                    self._on_change(old, "watch")
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + interval
+                    self._check_own()
+                    self._renew()
+                    self.reconcile("tick")
+            except Exception as exc:  # noqa: BLE001 - store down, no subnet free, ...: retry, don't die
+                msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
+                metrics.RECONCILE_ERRORS.inc()
+                metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
+                log.error("store error; retrying" if isinstance(exc, StoreError) else "agent loop error; retrying",
+                          error=msg)
+                self.stop_event.wait(min(interval, 2.0))
+
+    def _on_change(self, old: diff.LeaseMap, why: str) -> None:
+        change = diff.diff(old, self.leases)
+        for lease in change.added:
+            log.info("lease added", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
+        for lease in change.removed:
+            log.info("lease removed", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
+        for lease in change.changed:
+            log.info("lease changed", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
+        self._check_own()
+        if change or why == "resync":
+            self.reconcile(why)
+
+    def close(self) -> None:
+        """Stop threads and servers; the data plane and the lease stay."""
+        if self.backend is not None:
+            with contextlib.suppress(Exception):
+                self.backend.stop()
+        self._closers.close()  # CNI server, metrics server, store
+        log.info("agent stopped")
+
+
+def run(opts: Options) -> int:
+    """`tulle agent run`: start, loop until SIGTERM/SIGINT, stop. Startup errors raise TulleError."""
+    log.configure(node=opts.node)
+    log.bridge_stdlib()
+    stop = threading.Event()
+    agent = Agent(opts, stop)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received, stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            agent.start()
+        except OSError as exc:
+            raise TulleError(f"agent failed to start: {exc}") from None
+        try:
+            agent.loop()
+        finally:
+            agent.close()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
