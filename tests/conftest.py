@@ -35,6 +35,18 @@ def _leftovers() -> list[str]:
     for d in ("/run/tulle", "/var/lib/cni/networks"):
         if os.path.isdir(d):
             left += [f"state {d}/{n}" for n in os.listdir(d) if n.startswith("tulle-")]
+    left += _lab_leftovers()
+    return left
+
+
+def _lab_leftovers() -> list[str]:
+    """Anything under /run/tulle/labs, and any process still running from a lab dir there."""
+    from tulle import procs
+
+    labs = "/run/tulle/labs"
+    left = [f"lab state {labs}/{n}" for n in (os.listdir(labs) if os.path.isdir(labs) else [])]
+    pids = procs.find(lambda args: any(a.startswith(labs + "/") for a in args))
+    left += [f"lab process {pid}: {' '.join(procs.cmdline(pid))[:120]}" for pid in pids]
     return left
 
 

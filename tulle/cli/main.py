@@ -54,6 +54,79 @@ def _add_demo(sub) -> None:
     p = demo.add_parser("podman", help="podman containers on tulle's CNI plugins, in a sandbox netns")
     p.add_argument("--plugin-dir", help="CNI plugin dir to use (default: tulle's, installed in a temp dir)")
     p.set_defaults(func=_demo_podman)
+    from tulle.cli.lab import add_demo_parser
+
+    add_demo_parser(demo)
+
+
+def _agent_run(args: argparse.Namespace) -> int:
+    """The node agent, in the calling process's netns, until SIGTERM."""
+    from tulle.agent.daemon import Options, run
+
+    return run(Options(
+        node=args.node, store=args.store, prefix=args.prefix, public_ip=args.public_ip, iface=args.iface,
+        socket=args.socket, subnet_file=args.subnet_file, state_dir=args.state_dir,
+        metrics_addr=args.metrics_addr, backend=args.backend, ip_masq=not args.no_ip_masq,
+        reconcile_interval=args.reconcile_interval, lease_ttl=args.lease_ttl, renew_margin=args.renew_margin))
+
+
+def _agent_init_network(args: argparse.Namespace) -> int:
+    """Write the cluster network config (`<prefix>/config`) the agents read."""
+    from tulle.agent import netconfig
+    from tulle.store import open_store
+
+    cfg = netconfig.build(args.network, subnet_len=args.subnet_len, backend=args.backend, vni=args.vni,
+                          port=args.port, direct_routing=args.direct_routing,
+                          subnet_min=args.subnet_min, subnet_max=args.subnet_max)
+    store = open_store(args.store)
+    try:
+        netconfig.write_config(store, args.prefix, cfg)
+    finally:
+        store.close()
+    print(cfg.to_json())
+    return 0
+
+
+def _add_agent(sub) -> None:
+    from tulle.agent.lease import DEFAULT_PREFIX
+
+    agent = sub.add_parser("agent", help="the node agent").add_subparsers(dest="cmd", required=True)
+    p = agent.add_parser("run", help="run the node agent in this network namespace (until SIGTERM)")
+    p.add_argument("--node", required=True, help="this node's name")
+    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
+    p.add_argument("--public-ip", help="the address other nodes reach this node at")
+    p.add_argument("--iface", help="the underlay device (default: the one carrying --public-ip)")
+    p.add_argument("--socket", default="/run/tulle/agent.sock", help="CNI socket (default %(default)s)")
+    p.add_argument("--subnet-file", default="/run/tulle/subnet.env", help="default %(default)s")
+    p.add_argument("--state-dir", default="/var/lib/tulle/agent", help="default %(default)s")
+    p.add_argument("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default: off)")
+    p.add_argument("--backend", help="must match the network config's Backend.Type when given")
+    p.add_argument("--no-ip-masq", action="store_true", help="do not masquerade traffic leaving the cluster")
+    p.add_argument("--reconcile-interval", type=float, default=5.0, metavar="SECONDS", help="default %(default)s")
+    p.add_argument("--lease-ttl", type=int, default=24 * 3600, metavar="SECONDS",
+                   help="subnet lease TTL (default 24 h, as Flannel)")
+    p.add_argument("--renew-margin", type=float, default=3600, metavar="SECONDS",
+                   help="renew this long before the lease expires (default 1 h)")
+    p.set_defaults(func=_agent_run)
+    p = agent.add_parser("init-network", help="write the network config the agents read")
+    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
+    p.add_argument("--network", required=True, help="the cluster (pod) CIDR, e.g. 10.244.0.0/16")
+    p.add_argument("--subnet-len", type=int, help="prefix length of each node's subnet (default 24)")
+    p.add_argument("--subnet-min", help="first subnet to hand out (default: the network's second)")
+    p.add_argument("--subnet-max", help="last subnet to hand out (default: the network's last)")
+    p.add_argument("--backend", default="vxlan", help="host-gw, vxlan or udp (default %(default)s)")
+    p.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
+    p.add_argument("--port", type=int, help="UDP port (default: vxlan 8472, udp 8285)")
+    p.add_argument("--direct-routing", action="store_true", help="vxlan: plain routes to same-segment peers")
+    p.set_defaults(func=_agent_init_network)
+
+
+def _add_lab(sub) -> None:
+    from tulle.cli.lab import add_parser
+
+    add_parser(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where ADD results are kept for CHECK and DEL")
         p.set_defaults(func=_cni_run)
     _add_demo(sub)
+    _add_lab(sub)
+    _add_agent(sub)
     return parser
 
 

@@ -1,0 +1,203 @@
+"""A whole lab: up, down, status, a node leaving, an agent restarting.
+
+`up` validates every option before it creates anything, then builds fabric,
+store, nodes and agents, pushing the undo of each step on an ExitStack: any
+failure (or Ctrl-C) tears down what was made. `down` needs nothing but the lab
+name: it finds the lab's processes by their state-dir arguments and its netns
+by their exact names, so it also cleans up after an `up` that was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from typing import Any
+
+from tulle import procs
+from tulle.agent import netconfig
+from tulle.agent.lease import DEFAULT_PREFIX, subnet_key
+from tulle.cni.install import install
+from tulle.errors import ExistsError, TulleError
+from tulle.kernel import netns
+from tulle.lab import agents, fabric, nodes, pods, state, topology
+from tulle.lab.state import LabState
+from tulle.store import Store, open_store
+from tulle.store.etcd_server import EtcdServer
+
+
+def _refuse_existing(plan: topology.Plan) -> None:
+    lab = plan.lab
+    leftovers = [n for n in netns.list_names(f"tulle-{lab}-") if topology.is_lab_netns(lab, n)]
+    if state.exists(lab) or leftovers:
+        raise ExistsError(f"lab {lab!r} already exists (tulle lab down --lab {lab} first)")
+
+
+def open_lab_store(plan: topology.Plan) -> Store:
+    """The lab's store as seen from this process (etcd through the fabric netns)."""
+    return open_store(plan.store_url(from_cli=True))
+
+
+def _start_store(plan: topology.Plan, st: LabState, undo: contextlib.ExitStack) -> None:
+    if plan.store != "etcd":
+        return
+    server = EtcdServer(netns.path_of(plan.fabric_netns), state.path(plan.lab, "etcd"),
+                        host=str(plan.fabric_ip.ip), member=f"tulle-{plan.lab}")
+    server.start()
+    undo.callback(server.stop)
+    st.etcd_pid = server.pid
+    state.save(st)
+
+
+def up(lab: str = "lab", nodes_count: int = 3, segments: int = 1, backend: str = "vxlan",
+       store: str = "sqlite", network: str = str(topology.DEFAULT_NETWORK),
+       subnet_len: int = topology.DEFAULT_SUBNET_LEN, timeout: float = agents.READY_TIMEOUT) -> LabState:
+    """Bring a lab up and wait until every agent holds a lease and routes to every other node."""
+    options: dict[str, Any] = {"nodes": nodes_count, "segments": segments, "backend": backend, "store": store,
+                               "network": network, "subnet_len": subnet_len}
+    plan = topology.plan(lab, **options)        # every refusal happens here, before anything exists
+    state.require_root()
+    cfg = netconfig.build(str(plan.network), plan.subnet_len, plan.backend)
+    _refuse_existing(plan)
+    with contextlib.ExitStack() as undo:
+        state.create_dir(lab)
+        undo.callback(shutil.rmtree, state.path(lab), True)
+        st = LabState(lab, options, nodes={n.name: 0 for n in plan.nodes})
+        state.save(st)
+        fabric.build(plan, undo)
+        _start_store(plan, st, undo)
+        kv = open_lab_store(plan)
+        undo.callback(kv.close)
+        netconfig.write_config(kv, DEFAULT_PREFIX, cfg)
+        install(pods.bin_dir(lab))
+        for node in plan.nodes:
+            nodes.build(plan, node, undo)
+        for node in plan.nodes:
+            st.nodes[node.name] = agents.start(plan, node)
+            undo.callback(agents.stop, lab, node.name, st.nodes[node.name])
+            state.save(st)
+        agents.wait_ready(plan, kv, st.nodes, timeout)
+        st.phase = "up"
+        state.save(st)
+        undo.pop_all()
+    kv.close()
+    return st
+
+
+def _lab_args(lab: str):
+    root = state.path(lab) + "/"
+
+    def pred(args: list[str]) -> bool:
+        return any(a.startswith(root) for a in args)
+    return pred
+
+
+def down(lab: str = "lab") -> bool:
+    """Remove everything of the lab; False when there was nothing to remove."""
+    topology.check_lab_name(lab)
+    state.require_root()
+    found = state.exists(lab)
+    # Every process of the lab carries a path under its state dir (agents: --state-dir,
+    # etcd: --data-dir); TERM them all first, then wait, so they stop in parallel.
+    pids = procs.find(_lab_args(lab))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        if not procs.wait_dead(pid, 5.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            procs.wait_dead(pid, 5.0)
+    names = [n for n in netns.list_names(f"tulle-{lab}-") if topology.is_lab_netns(lab, n)]
+    names.sort(key=lambda n: (0 if "-pod-" in n else 2 if n.endswith(("-fabric", "-router")) else 1))
+    for name in names:
+        netns.remove(name)
+    shutil.rmtree(state.path(lab), ignore_errors=True)
+    if state.exists(lab):
+        raise TulleError(f"cannot remove {state.path(lab)}")
+    return found or bool(pids or names)
+
+
+def status(lab: str = "lab") -> dict[str, Any]:
+    """What `tulle lab status --json` prints: the lab, its nodes (with store leases) and pods."""
+    st = state.load(lab)
+    plan = st.plan()
+    out: dict[str, Any] = {
+        "lab": lab, "phase": st.phase, "backend": plan.backend, "store": plan.store,
+        "store_url": plan.store_url(), "network": str(plan.network), "subnet_len": plan.subnet_len,
+        "segments": [{"name": s.bridge, "cidr": str(s.cidr), "router": str(s.router_ip.ip)
+                      if plan.router_netns else None} for s in plan.segments],
+        "fabric_ip": str(plan.fabric_ip.ip),
+    }
+    leases: list = []
+    try:
+        kv = open_lab_store(plan)
+        try:
+            leases = agents.leases(kv)
+        finally:
+            kv.close()
+    except TulleError as exc:
+        out["store_error"] = exc.msg
+    out["nodes"] = []
+    for node in plan.nodes:
+        lease = agents.lease_of(node, leases)
+        pid = st.nodes.get(node.name, 0)
+        out["nodes"].append({
+            "name": node.name, "segment": plan.segments[node.segment].bridge, "underlay_ip": str(node.ip.ip),
+            "subnet": str(lease.subnet) if lease else None, "netns": node.netns,
+            "agent_pid": pid, "agent_alive": agents.alive(lab, node.name, pid),
+        })
+    out["pods"] = pod_list(st)
+    return out
+
+
+def pod_list(st: LabState) -> list[dict[str, str]]:
+    return [{"name": name, "node": p.node, "ip": p.ip} for name, p in sorted(st.pods.items())]
+
+
+def node_del(lab: str, node: str) -> None:
+    """A node leaves: its pods go, its agent stops, its lease key is deleted, its netns removed."""
+    state.require_root()
+    with state.locked(lab):
+        st = state.load(lab)
+        plan = st.plan()
+        where = plan.node(node)
+        for pod in [p for p, ps in st.pods.items() if ps.node == node]:
+            pods.remove(st, pod)
+        state.save(st)
+        agents.stop(lab, node, st.nodes.get(node, 0))
+        kv = open_lab_store(plan)
+        try:
+            for lease in agents.leases(kv):
+                if lease.node == node or lease.public_ip == where.ip.ip:
+                    kv.delete(subnet_key(DEFAULT_PREFIX, lease.subnet))
+        finally:
+            kv.close()
+        nodes.remove(plan, where)
+        shutil.rmtree(nodes.node_dir(lab, node), ignore_errors=True)
+        del st.nodes[node]
+        state.save(st)
+
+
+def agent_restart(lab: str, node: str, kill: bool = False, timeout: float = agents.READY_TIMEOUT) -> int:
+    """Stop (SIGTERM, or SIGKILL as a crash) and start a node's agent; returns the new pid."""
+    state.require_root()
+    with state.locked(lab):
+        st = state.load(lab)
+        plan = st.plan()
+        where = plan.node(node)
+        pid = st.nodes.get(node, 0)
+        if kill:
+            agents.kill(lab, node, pid)
+        else:
+            agents.stop(lab, node, pid)
+        st.nodes[node] = agents.start(plan, where)
+        state.save(st)
+    kv = open_lab_store(plan)
+    try:
+        agents.wait_ready(plan, kv, st.nodes, timeout)
+    finally:
+        kv.close()
+    return st.nodes[node]
+
