@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from tulle.cni import sandbox
-from tulle.cni.types import IPAddress, IPConfig, Route
+from tulle.cni.types import Interface, IPAddress, IPConfig, Result, Route
 from tulle.errors import CheckFailed, ExistsError, NotFoundError
 from tulle.kernel import addrs, links, routes, sysctl
 from tulle.kernel.links import Link
@@ -123,3 +123,12 @@ def remove_from_pod(netns: str, ifname: str) -> None:
     """DEL: delete the pod's interface when its netns still exists."""
     if sandbox.present(netns):
         sandbox.run(netns, delete, ifname)
+
+
+def find_in_result(result: Result, name: str, sandbox_path: str | None) -> tuple[int, Interface]:
+    """CHECK: the index and entry of interface `name` (inside `sandbox_path`, when given)."""
+    for idx, intf in enumerate(result.interfaces):
+        if intf.name == name and (sandbox_path is None or intf.sandbox == sandbox_path):
+            return idx, intf
+    where = f" in sandbox {sandbox_path}" if sandbox_path else ""
+    raise CheckFailed(f"prevResult has no interface {name!r}{where}")

@@ -73,6 +73,12 @@ def require(name: str) -> Link:
     return link
 
 
+def mtu_of(name: str) -> int:
+    """The MTU of `name`, or 0 when there is no such link."""
+    link = get(name)
+    return link.mtu if link else 0
+
+
 def all_links() -> list[Link]:
     return [_to_link(m) for m in ipr().get_links()]
 

@@ -176,11 +176,6 @@ def _configure_pod(ifname: str, ips: list[IPConfig], routes: list[Route], enable
     iface.configure(ifname, ips, routes)
 
 
-def _mtu(name: str) -> int:
-    link = links.get(name)
-    return link.mtu if link else 0
-
-
 # --- verbs ------------------------------------------------------------------
 
 def cmd_add(call: Call) -> Result:
@@ -203,10 +198,10 @@ def cmd_add(call: Call) -> Result:
         undo.callback(quietly(veth.remove, pair.host))
         attach_port(conf, pair.host)
 
+        mtu = links.mtu_of(pair.host)
         result.add_interface(Interface(name=conf.bridge))
-        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=_mtu(pair.host)))
-        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=_mtu(pair.host),
-                                                 sandbox=netns))
+        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=mtu))
+        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=mtu, sandbox=netns))
         if leased is not None:
             ips, routes, bridge_addrs = plan_gateways(conf, leased.ips, leased.routes)
             for ip in ips:
@@ -242,16 +237,8 @@ def cmd_del(call: Call) -> None:
     steps.finish()
 
 
-def _find(result: Result, name: str, sandbox_path: str | None) -> tuple[int, Interface]:
-    for idx, intf in enumerate(result.interfaces):
-        if intf.name == name and (sandbox_path is None or intf.sandbox == sandbox_path):
-            return idx, intf
-    where = f" in sandbox {sandbox_path}" if sandbox_path else ""
-    raise CheckFailed(f"prevResult has no interface {name!r}{where}")
-
-
 def _check_bridge(conf: BridgeConf, prev: Result) -> links.Link:
-    _, br_if = _find(prev, conf.bridge, None)
+    _, br_if = iface.find_in_result(prev, conf.bridge, None)
     br = links.get(conf.bridge)
     if br is None or br.kind != "bridge":
         raise CheckFailed(f"bridge {conf.bridge!r} is missing")
@@ -285,7 +272,7 @@ def cmd_check(call: Call) -> None:
     prev = call.require_prev_result()
     if conf.ipam:
         ipam.check(call)
-    pod_idx, pod_if = _find(prev, call.env.ifname, netns)
+    pod_idx, pod_if = iface.find_in_result(prev, call.env.ifname, netns)
     br = _check_bridge(conf, prev)
     host = _check_host_port(conf, prev, br, pod_idx)
     ips = [ip for ip in prev.ips if ip.interface in (None, pod_idx)]

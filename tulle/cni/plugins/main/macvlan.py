@@ -157,9 +157,7 @@ def cmd_check(call: Call) -> None:
     if conf.ipam:
         ipam.check(call)
     ifname = call.env.ifname
-    idx = next((i for i, x in enumerate(prev.interfaces) if x.name == ifname and x.sandbox == netns), None)
-    if idx is None:
-        raise CheckFailed(f"prevResult has no interface {ifname!r} in sandbox {netns}")
+    idx, _ = iface.find_in_result(prev, ifname, netns)
     ips = [ip for ip in prev.ips if ip.interface in (None, idx)]
     link = sandbox.run(netns, _check_pod, ifname, prev.interfaces[idx].mac, ips, prev.routes, conf.mode)
     master = resolve_master(conf)

@@ -92,11 +92,6 @@ def setup_host(host: str, ips: list[IPConfig]) -> None:
         sysctl.ensure(FORWARDING[ip.address.version], 1)
 
 
-def _mtu(name: str) -> int:
-    link = links.get(name)
-    return link.mtu if link else 0
-
-
 # --- verbs ---------------------------------------------------------------------
 
 def cmd_add(call: Call) -> Result:
@@ -115,7 +110,7 @@ def cmd_add(call: Call) -> Result:
         undo.callback(quietly(veth.remove, pair.host))
         result = Result(cni_version=call.version, routes=list(leased.routes),
                         dns=leased.dns if conf.dns.empty() else conf.dns)
-        mtu = _mtu(pair.host)
+        mtu = links.mtu_of(pair.host)
         result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=mtu))
         pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=mtu, sandbox=netns))
         result.ips = [IPConfig(ip.address, ip.gateway, pod_idx) for ip in leased.ips]
@@ -155,9 +150,7 @@ def cmd_check(call: Call) -> None:
     prev = call.require_prev_result()
     ipam.check(call)
     ifname = call.env.ifname
-    pod_idx = next((i for i, x in enumerate(prev.interfaces) if x.name == ifname and x.sandbox == netns), None)
-    if pod_idx is None:
-        raise CheckFailed(f"prevResult has no interface {ifname!r} in sandbox {netns}")
+    pod_idx, _ = iface.find_in_result(prev, ifname, netns)
     host_if = next((x for i, x in enumerate(prev.interfaces) if i != pod_idx and not x.sandbox), None)
     if host_if is None:
         raise CheckFailed("prevResult has no host veth interface")

@@ -137,9 +137,7 @@ def cmd_check(call: Call) -> None:
     prev = call.require_prev_result()
     ipam.check(call)
     ifname = call.env.ifname
-    idx = next((i for i, x in enumerate(prev.interfaces) if x.name == ifname and x.sandbox == netns), None)
-    if idx is None:
-        raise CheckFailed(f"prevResult has no interface {ifname!r} in sandbox {netns}")
+    idx, _ = iface.find_in_result(prev, ifname, netns)
     ips = [ipaddress.IPv4Interface(f"{ip.address.ip}/32") for ip in prev.ips if ip.interface in (None, idx)]
     pod = sandbox.run(netns, _verify_pod, ifname, prev.interfaces[idx].mac, ips)
     host = links.get(host_ifname(call.env.container_id, ifname))
