@@ -182,7 +182,8 @@ class Agent:
                                       f"backend {cfg.backend_type!r} (at {opts.prefix}/config)")
                 public_ip, dev, mtu = find_underlay(opts.public_ip, opts.iface)
                 node = base.NodeInfo(name=opts.node, public_ip=public_ip, underlay_dev=dev, underlay_mtu=mtu,
-                                     network=cfg.network, state_dir=opts.state_dir)
+                                     network=cfg.network, state_dir=opts.state_dir, store=store,
+                                     prefix=opts.prefix)
                 self.backend = base.create(cfg.backend_type, node, cfg.backend)
                 log.info("agent starting", backend=cfg.backend_type, network=cfg.network, public_ip=public_ip,
                          iface=dev, store=opts.store, prefix=opts.prefix)
@@ -309,6 +310,10 @@ class Agent:
     def loop(self) -> None:
         assert self.store is not None
         prefix = subnets_prefix(self.opts.prefix)
+        # A backend may ask for more watched keys (bgp: the IPAM blocks); then the whole
+        # prefix is watched and the events are split.
+        extra = [f"{self.opts.prefix.rstrip('/')}/{p}" for p in getattr(self.backend, "watch_prefixes", ())]
+        watched = f"{self.opts.prefix.rstrip('/')}/" if extra else prefix
         next_rev = self._list()
         self.reconcile("start")
         interval = self.opts.reconcile_interval
@@ -317,7 +322,7 @@ class Agent:
             timeout = max(0.0, min(WATCH_SLICE, next_tick - time.monotonic()))
             try:
                 try:
-                    events = self.store.watch(prefix, next_rev, timeout)
+                    events = self.store.watch(watched, next_rev, timeout)
                 except Compacted:
                     log.info("watch history compacted; re-listing")
                     old = self.leases
@@ -327,8 +332,9 @@ class Agent:
                 if events:
                     next_rev = events[-1].revision + 1
                     old = self.leases
-                    self.leases = diff.apply(old, events)
-                    self._on_change(old, "watch")
+                    self.leases = diff.apply(old, [e for e in events if e.kv.key.startswith(prefix)])
+                    other = any(e.kv.key.startswith(x) for e in events for x in extra)
+                    self._on_change(old, "watch", force=other)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + interval
                     self._check_own()
@@ -342,7 +348,7 @@ class Agent:
                           error=msg)
                 self.stop_event.wait(min(interval, 2.0))
 
-    def _on_change(self, old: diff.LeaseMap, why: str) -> None:
+    def _on_change(self, old: diff.LeaseMap, why: str, force: bool = False) -> None:
         change = diff.diff(old, self.leases)
         for lease in change.added:
             log.info("lease added", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
@@ -351,7 +357,7 @@ class Agent:
         for lease in change.changed:
             log.info("lease changed", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
         self._check_own()
-        if change or why == "resync":
+        if change or force or why == "resync":
             self.reconcile(why)
 
     def close(self) -> None:

@@ -8,6 +8,10 @@ Parsing is pure and strict: every mistake a user can make (bad CIDR, a network
 too small to split, a SubnetLen the network cannot hold, SubnetMin/Max outside
 or misaligned, unknown backend, VNI/Port out of range) is a ConfigError naming
 the field, raised before the agent touches the kernel or the store.
+The bgp backend's fields (ASNumber, BlockSize, Pools, RouteReflectors, CrossSubnet,
+ToR; see tulle.agent.backends.bgp.backend) are validated here too: an AS out of
+range, pools outside Network or overlapping each other, a block size the pools
+cannot hold.
 Defaults follow Flannel (SubnetLen 24, or prefix+1 for networks of /24 and
 smaller; SubnetMin skips the network's first subnet; SubnetMax is its last),
 except the backend: tulle defaults to vxlan (Flannel's default is udp).
@@ -31,6 +35,7 @@ BACKEND_DEFAULTS: dict[str, dict[str, Any]] = {
     "vxlan": {"VNI": 1, "Port": 8472, "DirectRouting": False},
     "udp": {"Port": 8285},
     "host-gw": {},
+    "bgp": {"ASNumber": 64512, "BlockSize": 26, "CrossSubnet": True, "VNI": 4096, "Port": 4789},
 }
 
 
@@ -160,16 +165,24 @@ def parse(data: bytes | str | dict[str, Any]) -> NetConfig:
         if data.get("SubnetMax") else default_max
     if smin.network_address > smax.network_address:
         raise ConfigError(f"SubnetMin {smin.network_address} is above SubnetMax {smax.network_address}")
-    return NetConfig(network, subnet_len, smin, smax, parse_backend(data.get("Backend")))
+    backend = parse_backend(data.get("Backend"))
+    if backend["Type"] == "bgp":  # AS range, pools inside Network and disjoint, BlockSize, ToR
+        from tulle.agent.backends.bgp.backend import load_config as load_bgp
+
+        load_bgp(backend, network)
+    return NetConfig(network, subnet_len, smin, smax, backend)
 
 
 def build(network: str, subnet_len: int | None = None, backend: str = DEFAULT_BACKEND,
           vni: int | None = None, port: int | None = None, direct_routing: bool = False,
-          subnet_min: str | None = None, subnet_max: str | None = None) -> NetConfig:
-    """A config from command-line style arguments (validated like any other)."""
+          subnet_min: str | None = None, subnet_max: str | None = None,
+          extra: dict[str, Any] | None = None) -> NetConfig:
+    """A config from command-line style arguments (validated like any other); `extra`
+    adds backend fields (bgp: ASNumber, RouteReflectors, ToR, ...)."""
     be: dict[str, Any] = {"Type": backend, "VNI": vni, "Port": port}
     if direct_routing:
         be["DirectRouting"] = True
+    be.update(extra or {})
     return parse({"Network": network, "SubnetLen": subnet_len, "SubnetMin": subnet_min,
                   "SubnetMax": subnet_max, "Backend": be})
 

@@ -131,7 +131,7 @@ def _nothing_created(node, store_url: str | None) -> None:
 
 
 @pytest.mark.parametrize("case, words", [
-    ("unknown-backend", "unknown backend 'bogus'; known backends: host-gw, udp, vxlan"),
+    ("unknown-backend", "unknown backend 'bogus'; known backends: bgp, host-gw, udp, vxlan"),
     ("subnet-len", "SubnetLen /16 is larger than the network allows"),
     ("no-config", "no network config at /coreos.com/network/config"),
     ("backend-mismatch", "--backend vxlan does not match"),

@@ -62,7 +62,7 @@ def test_explicit_bounds():
     ({"Network": "10.244.0.0/16", "SubnetMin": "x"}, "SubnetMin 'x' is not an IPv4 address"),
     ({"Network": "10.244.0.0/16", "SubnetMin": "10.244.9.0", "SubnetMax": "10.244.3.0"}, "is above SubnetMax"),
     ({"Network": "10.244.0.0/16", "Backend": {"Type": "geneve"}},
-     "unknown backend 'geneve'; known backends: host-gw, udp, vxlan"),
+     "unknown backend 'geneve'; known backends: bgp, host-gw, udp, vxlan"),
     ({"Network": "10.244.0.0/16", "Backend": "vxlan"}, "Backend: expected an object"),
     ({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 0}}, "Backend.VNI 0 is out of range"),
     ({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1 << 24}}, "out of range"),

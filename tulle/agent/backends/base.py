@@ -14,6 +14,9 @@ A backend is built by its factory from the network config, then:
                    pods keep talking while the agent restarts (as Flannel does)
   teardown()       the node leaves the network: remove everything the backend made
 
+A backend may set `watch_prefixes` (key prefixes relative to the agent's prefix,
+e.g. ("blocks/",)): the agent then also calls sync() when keys under them change.
+
 Backends come from the explicit REGISTRY below (name -> factory); an unknown name
 is a ConfigError listing the known ones.
 """
@@ -24,7 +27,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from tulle.agent.lease import Lease
+from tulle.agent.lease import DEFAULT_PREFIX, Lease
 from tulle.errors import ConfigError
 
 
@@ -38,6 +41,8 @@ class NodeInfo:
     underlay_mtu: int
     network: ipaddress.IPv4Network       # the cluster (pod) CIDR
     state_dir: str                       # private scratch space of this agent
+    store: Any = field(default=None, compare=False, repr=False)  # the agent's open Store (bgp reads blocks)
+    prefix: str = DEFAULT_PREFIX         # the agent's key prefix in the store
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ REGISTRY: dict[str, str] = {
     "host-gw": "tulle.agent.backends.host_gw",
     "vxlan": "tulle.agent.backends.vxlan",
     "udp": "tulle.agent.backends.udp",
+    "bgp": "tulle.agent.backends.bgp",
 }
 
 

@@ -224,31 +224,8 @@ class VxlanBackend:
     # device ----------------------------------------------------------------------
 
     def _ensure_device(self) -> None:
-        """The VTEP with our VNI/port/local/underlay; an incompatible one is rebuilt."""
-        from tulle.kernel import links
-        from tulle.kernel import vxlan as kvxlan
-
-        underlay = links.require(self.node.underlay_dev)
-        link = links.get(self.device)
-        if link is not None:
-            have = kvxlan.info(self.device)
-            if have is not None and (have.vni, have.port, have.local, have.link_index, have.learning) == \
-                    (self.config.vni, self.config.port, self.node.public_ip, underlay.index, False):
-                if not self.mac:
-                    self.mac = link.mac.lower()   # adopt: other nodes may already know it
-                elif link.mac.lower() != self.mac:
-                    links.set_mac(self.device, self.mac)
-                if link.mtu != self.mtu:
-                    links.set_mtu(self.device, self.mtu)
-                return
-            log.warning("vxlan device incompatible, recreating", dev=self.device, kind=link.kind,
-                        found=str(have))
-            links.delete(self.device)
-        self.mac = self.mac or vtep_mac(self.node.public_ip, self.config.vni)
-        links.add_vxlan(self.device, self.config.vni, self.config.port, str(self.node.public_ip),
-                        dev=self.node.underlay_dev, mtu=self.mtu, learning=False, mac=self.mac)
-        log.info("vxlan device created", dev=self.device, vni=self.config.vni, port=self.config.port,
-                 mac=self.mac, mtu=self.mtu)
+        self.mac = ensure_vtep(self.device, self.config.vni, self.config.port, self.node.public_ip,
+                               self.node.underlay_dev, self.mtu, self.mac)
 
     def _ensure_address(self) -> None:
         """Exactly <own subnet>.0/32 on the VTEP, and the VTEP up."""
@@ -267,51 +244,16 @@ class VxlanBackend:
     # entries ---------------------------------------------------------------------
 
     def _converge_neighbours(self, wanted: dict[ipaddress.IPv4Address, str]) -> None:
-        from tulle.kernel import neigh
-
-        have = {n.ip: n.mac.lower() for n in neigh.list_on(self.device)}
-        for ip, mac in have.items():
-            if ip not in wanted:
-                neigh.delete(self.device, ip)
-                log.info("vxlan neighbour removed", ip=ip, mac=mac)
-        for ip, mac in wanted.items():
-            if have.get(ip) != mac:
-                neigh.replace(self.device, ip, mac)
-                log.info("vxlan neighbour set", ip=ip, mac=mac)
+        converge_neighbours(self.device, wanted)
 
     def _converge_fdb(self, wanted: dict[str, ipaddress.IPv4Address]) -> None:
-        from tulle.kernel import neigh
-
-        have = {(e.mac.lower(), e.dst) for e in neigh.fdb_list(self.device) if e.dst is not None}
-        want = set(wanted.items())
-        for mac, dst in have - want:
-            neigh.fdb_delete(self.device, mac, dst)
-            log.info("vxlan fdb entry removed", mac=mac, dst=dst)
-        for mac, dst in want - have:
-            neigh.fdb_append(self.device, mac, dst)
-            log.info("vxlan fdb entry set", mac=mac, dst=dst)
+        converge_fdb(self.device, wanted)
 
     def _own_routes(self) -> list:
-        from tulle.kernel import routes
-
-        return [r for r in routes.list_routes(4) if r.proto == PROTO]
+        return owned_routes(PROTO)
 
     def _converge_routes(self, wanted: dict[ipaddress.IPv4Network, RouteSpec]) -> None:
-        from tulle.kernel import routes
-
-        have = {r.dst: r for r in self._own_routes()}
-        for dst, route in have.items():
-            spec = wanted.get(dst)  # type: ignore[arg-type]
-            if spec is None or RouteSpec(route.dst, route.gw, route.dev, route.onlink) != spec:
-                routes.delete(route)
-                if spec is None:
-                    log.info("vxlan route removed", dst=dst)
-        for dst, spec in wanted.items():
-            current = have.get(dst)
-            if current is None or RouteSpec(current.dst, current.gw, current.dev, current.onlink) != spec:
-                routes.replace(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink,
-                                            proto=PROTO))
-                log.info("vxlan route set", dst=dst, via=spec.gw, dev=spec.dev)
+        converge_routes(wanted, PROTO)
 
     def _report_skipped(self, skipped: list[tuple[Lease, str]]) -> None:
         """Warn once per lease and reason, not on every reconcile tick."""
@@ -320,6 +262,90 @@ class VxlanBackend:
             if self._warned.get(subnet) != reason:
                 log.warning("vxlan: lease skipped", subnet=subnet, reason=reason)
         self._warned = now
+
+
+# --- kernel helpers (shared with the bgp backend's CrossSubnet VXLAN) -------------
+
+def ensure_vtep(device: str, vni: int, port: int, local: ipaddress.IPv4Address, underlay_dev: str,
+                mtu: int, mac: str = "") -> str:
+    """The VTEP `device` with this VNI/port/local/underlay and no learning; returns its MAC.
+    A compatible device is kept (adopting its MAC when `mac` is empty: other nodes may
+    already know it), an incompatible one rebuilt, a new one gets `mac` or vtep_mac()."""
+    from tulle.kernel import links
+    from tulle.kernel import vxlan as kvxlan
+
+    underlay = links.require(underlay_dev)
+    link = links.get(device)
+    if link is not None:
+        have = kvxlan.info(device)
+        if have is not None and (have.vni, have.port, have.local, have.link_index, have.learning) == \
+                (vni, port, local, underlay.index, False):
+            if not mac:
+                mac = link.mac.lower()
+            elif link.mac.lower() != mac:
+                links.set_mac(device, mac)
+            if link.mtu != mtu:
+                links.set_mtu(device, mtu)
+            return mac
+        log.warning("vxlan device incompatible, recreating", dev=device, kind=link.kind, found=str(have))
+        links.delete(device)
+    mac = mac or vtep_mac(local, vni)
+    links.add_vxlan(device, vni, port, str(local), dev=underlay_dev, mtu=mtu, learning=False, mac=mac)
+    log.info("vxlan device created", dev=device, vni=vni, port=port, mac=mac, mtu=mtu)
+    return mac
+
+
+def converge_neighbours(device: str, wanted: dict[ipaddress.IPv4Address, str]) -> None:
+    """Exactly `wanted` (ip → MAC) as the neighbour entries of `device`."""
+    from tulle.kernel import neigh
+
+    have = {n.ip: n.mac.lower() for n in neigh.list_on(device)}
+    for ip, mac in have.items():
+        if ip not in wanted:
+            neigh.delete(device, ip)
+            log.info("vxlan neighbour removed", ip=ip, mac=mac)
+    for ip, mac in wanted.items():
+        if have.get(ip) != mac:
+            neigh.replace(device, ip, mac)
+            log.info("vxlan neighbour set", ip=ip, mac=mac)
+
+
+def converge_fdb(device: str, wanted: dict[str, ipaddress.IPv4Address]) -> None:
+    """Exactly `wanted` (MAC → underlay peer) as the FDB entries of `device`."""
+    from tulle.kernel import neigh
+
+    have = {(e.mac.lower(), e.dst) for e in neigh.fdb_list(device) if e.dst is not None}
+    want = set(wanted.items())
+    for mac, dst in have - want:
+        neigh.fdb_delete(device, mac, dst)
+        log.info("vxlan fdb entry removed", mac=mac, dst=dst)
+    for mac, dst in want - have:
+        neigh.fdb_append(device, mac, dst)
+        log.info("vxlan fdb entry set", mac=mac, dst=dst)
+
+
+def owned_routes(proto: int) -> list:
+    from tulle.kernel import routes
+
+    return [r for r in routes.list_routes(4) if r.proto == proto]
+
+
+def converge_routes(wanted: dict[ipaddress.IPv4Network, RouteSpec], proto: int) -> None:
+    """Exactly `wanted` as the routes carrying protocol number `proto`."""
+    from tulle.kernel import routes
+
+    have = {r.dst: r for r in owned_routes(proto)}
+    for dst, route in have.items():
+        spec = wanted.get(dst)  # type: ignore[arg-type]
+        if spec is None or RouteSpec(route.dst, route.gw, route.dev, route.onlink) != spec:
+            routes.delete(route)
+            if spec is None:
+                log.info("vxlan route removed", dst=dst)
+    for dst, spec in wanted.items():
+        current = have.get(dst)
+        if current is None or RouteSpec(current.dst, current.gw, current.dev, current.onlink) != spec:
+            routes.replace(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink, proto=proto))
+            log.info("vxlan route set", dst=dst, via=spec.gw, dev=spec.dev)
 
 
 def factory(node: NodeInfo, backend_config: dict[str, Any]) -> VxlanBackend:

@@ -13,6 +13,11 @@ What a node's BIRD does:
   * BGP: node-to-node mesh, route-reflector clients/servers, or a ToR peer; they
     announce the node's blocks and the /32s of addresses borrowed from other nodes'
     blocks (longest prefix wins over the owner's block), and reflect what they learn.
+    A ToR peer (eBGP) only hears the node's own routes (`tulle_export_own`) and may
+    send back routes carrying our AS (`allow local as`: every node shares one AS, so
+    routes of the other segments arrive with it in their path).
+  * The kernel protocol does not learn the agent's own CrossSubnet VXLAN routes
+    (`krt_source` = `skip_krt_source`), so BIRD never re-announces them.
 
 Every change is applied with `birdc configure`; BIRD itself never restarts.
 """
@@ -38,6 +43,7 @@ class Peer:
     asn: int
     rr_client: bool = False      # we reflect routes to this peer (we are its reflector)
     multihop: bool = False       # not on a shared segment (eBGP to a distant ToR)
+    tor: bool = False            # top-of-rack router: export own routes only, allow our AS back
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class BirdConfig:
     peers: tuple[Peer, ...] = ()
     rr_cluster_id: IPv4Addr | None = None  # set when this node is a route reflector
     scan_time: int = 2
+    skip_krt_source: int | None = None   # kernel route protocol the kernel protocol must not learn
+    gr_wait: int = 10                    # graceful restart recovery bound (bird -R), seconds
     log_file: str | None = None
     extra_comment: str = field(default="", compare=False)
 
@@ -85,6 +93,14 @@ def _in_set(nets: tuple[IPv4Net, ...], attr: str = "net") -> str:
     return f"{attr} ~ {_prefix_set(nets)}"
 
 
+def _next_hop_in(nets: tuple[IPv4Net, ...]) -> str:
+    """`bgp_next_hop` on one of `nets`: an address matches a single prefix (`ip ~ net`),
+    not a prefix set, so this is an OR of per-subnet tests."""
+    if not nets:
+        return "false"
+    return " || ".join(f"bgp_next_hop ~ {n}" for n in nets)
+
+
 def render(cfg: BirdConfig) -> str:
     validate_asn(cfg.asn)
     validate_pools(list(cfg.pools))
@@ -97,6 +113,7 @@ def render(cfg: BirdConfig) -> str:
     if cfg.extra_comment:
         w(f"# {cfg.extra_comment}")
     w(f"router id {cfg.router_id};")
+    w(f"graceful restart wait {cfg.gr_wait};")
     if cfg.log_file:
         w(f'log "{cfg.log_file}" {{ info, warning, error, fatal, bug }};')
     w("")
@@ -109,7 +126,7 @@ def render(cfg: BirdConfig) -> str:
     w("}")
     w("")
     w("function tulle_same_segment() {")
-    w(f"  return {_in_set(cfg.underlay, 'bgp_next_hop')};")
+    w(f"  return {_next_hop_in(cfg.underlay)};")
     w("}")
     w("")
     w("# What we tell peers: our blocks, /32s borrowed from other blocks, and (reflectors,")
@@ -118,6 +135,13 @@ def render(cfg: BirdConfig) -> str:
     w('  if proto = "tulle_blocks" then accept;')
     w("  if source = RTS_INHERIT && net.len = 32 && tulle_in_pools() && !tulle_own_block() then accept;")
     w("  if source = RTS_BGP && tulle_in_pools() then accept;")
+    w("  reject;")
+    w("}")
+    w("")
+    w("# What a top-of-rack router hears: only what this node originates.")
+    w("filter tulle_export_own {")
+    w('  if proto = "tulle_blocks" then accept;')
+    w("  if source = RTS_INHERIT && net.len = 32 && tulle_in_pools() && !tulle_own_block() then accept;")
     w("  reject;")
     w("}")
     w("")
@@ -144,7 +168,10 @@ def render(cfg: BirdConfig) -> str:
     w(f"  scan time {cfg.scan_time};")
     w("  graceful restart;")
     w("  ipv4 {")
-    w("    import all;")
+    if cfg.skip_krt_source is None:
+        w("    import all;")
+    else:
+        w(f"    import where krt_source != {cfg.skip_krt_source};")
     w("    export filter tulle_kernel;")
     w("  };")
     w("}")
@@ -175,6 +202,12 @@ def render(cfg: BirdConfig) -> str:
         w(f"  neighbor {peer.address} as {peer.asn};")
         if peer.multihop:
             w("  multihop;")
+        if peer.tor:
+            w("  allow local as;")
+            w("  ipv4 {")
+            w("    import all;")
+            w("    export filter tulle_export_own;")
+            w("  };")
         if peer.rr_client:
             w("  rr client;")
             if cfg.rr_cluster_id is not None:

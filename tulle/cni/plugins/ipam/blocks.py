@@ -4,7 +4,7 @@ Config (`ipam` object):
   store      store URL (sqlite:///path or etcd://host:port), required
   node       the node this pod runs on (block affinity), required
   prefix     key prefix (default /coreos.com/network)
-  pools      list of CIDRs; default: the network config's "Network"
+  pools      list of CIDRs; default: the network config's Backend.Pools, else its "Network"
   blockSize  prefix length of a block (default 26; or the config's Backend.BlockSize)
 
 Addresses are returned as /32s (routed mode routes each one). DEL releases by
@@ -51,7 +51,8 @@ def load_conf(call: Call, store) -> BlocksConf:
             raise ConfigError(f"ipam.pools not given and the store has no {config_key(prefix)}")
         netconf = json.loads(kv.value) if kv is not None else {}
         if not pools:
-            pools = [ipaddress.IPv4Network(netconf["Network"])]
+            backend = netconf.get("Backend") or {}
+            pools = [ipaddress.IPv4Network(p) for p in backend.get("Pools") or [netconf["Network"]]]
         if not block_size:
             block_size = int((netconf.get("Backend") or {}).get("BlockSize") or DEFAULT_BLOCK_SIZE)
     return BlocksConf(store=f.str("store", required=True), node=f.str("node", required=True), prefix=prefix,
