@@ -17,7 +17,7 @@ def _up(args: argparse.Namespace) -> int:
     from tulle.lab import cluster, report
 
     cluster.up(args.lab, args.nodes, args.segments, args.backend, args.store, args.network, args.subnet_len,
-               timeout=args.timeout)
+               timeout=args.timeout, route_reflectors=args.route_reflectors, tor_bgp=args.tor_bgp, asn=args.asn)
     status = cluster.status(args.lab)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -85,6 +85,17 @@ def _exec(args: argparse.Namespace) -> int:
     return pods.exec_in(args.lab, args.pod, cmd)
 
 
+def _bgp(args: argparse.Namespace) -> int:
+    from tulle.lab import bgp, report
+
+    view = bgp.status(args.lab)
+    if args.json:
+        print(json.dumps(view, indent=2))
+    else:
+        report.show(*bgp.tables(view))
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from tulle.lab import checks, report, state
 
@@ -101,6 +112,14 @@ def _node_del(args: argparse.Namespace) -> int:
 
     cluster.node_del(args.lab, args.node)
     print(f"node {args.node} removed from lab {args.lab}")
+    return 0
+
+
+def _node_add(args: argparse.Namespace) -> int:
+    from tulle.lab import cluster
+
+    name = cluster.node_add(args.lab, timeout=args.timeout)
+    print(f"node {name} joined lab {args.lab}")
     return 0
 
 
@@ -147,6 +166,13 @@ def add_parser(sub) -> None:
     p.add_argument("--network", default=str(topology.DEFAULT_NETWORK), help="pod network (default 10.244.0.0/16)")
     p.add_argument("--subnet-len", type=int, default=topology.DEFAULT_SUBNET_LEN, help="node subnet length")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the agents")
+    p.add_argument("--route-reflectors", type=int, default=0, metavar="N",
+                   help="bgp: the first N nodes are route reflectors (default 0: node-to-node mesh)")
+    p.add_argument("--tor-bgp", action="store_true",
+                   help="bgp, with --segments 2: the router runs BIRD as a top-of-rack peer (AS "
+                        f"{topology.TOR_ASN}), so pods route natively across segments (no VXLAN)")
+    p.add_argument("--asn", type=int, default=None,
+                   help=f"bgp: the cluster's AS number (default {topology.DEFAULT_ASN})")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=_up)
 
@@ -181,6 +207,11 @@ def add_parser(sub) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=_exec)
 
+    p = cmds.add_parser("bgp", help="bgp labs: each node's BGP sessions and the routes it learned (from BIRD)")
+    _lab_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_bgp)
+
     p = cmds.add_parser("check", help="every pod to every other pod, ICMP and TCP")
     _lab_arg(p)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per pair before it counts as failed")
@@ -188,6 +219,10 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_check)
 
     node = cmds.add_parser("node", help="node operations").add_subparsers(dest="node_cmd", required=True)
+    p = node.add_parser("add", help="a node joins (the lowest free n<k>); waits until every node routes to it")
+    _lab_arg(p)
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the agents")
+    p.set_defaults(func=_node_add)
     p = node.add_parser("del", help="a node leaves: pods, agent, lease and netns go")
     _lab_arg(p)
     p.add_argument("node")

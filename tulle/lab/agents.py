@@ -130,7 +130,8 @@ class Readiness:
 
 
 def check_ready(plan: Plan, store: Store, pids: dict[str, int]) -> Readiness:
-    """Every agent alive, leased, subnet.env written, and routing every other node's subnet."""
+    """Every agent alive, leased, subnet.env written, and routing every other node's subnet
+    (bgp: every planned BGP session Established instead)."""
     all_leases = leases(store)
     missing = []
     own: dict[str, Lease] = {}
@@ -146,6 +147,10 @@ def check_ready(plan: Plan, store: Store, pids: dict[str, int]) -> Readiness:
             missing.append(f"{node.name}: no {nodes.subnet_file(plan.lab, node.name)}")
     if missing:
         return Readiness(missing)
+    if plan.backend == "bgp":   # routed mode: no per-lease routes; BGP sessions say it instead
+        from tulle.lab import bgp
+
+        return Readiness(bgp.missing_sessions(plan))
     for node in plan.nodes:
         others = [own[n.name].subnet for n in plan.nodes if n.name != node.name]
         covered = netns.run_in(netns.path_of(node.netns), _covered, others)

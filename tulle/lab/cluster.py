@@ -22,6 +22,7 @@ from tulle.cni.install import install
 from tulle.errors import ExistsError, TulleError
 from tulle.kernel import netns
 from tulle.lab import agents, fabric, nodes, pods, state, topology
+from tulle.lab import bgp as lab_bgp
 from tulle.lab.state import LabState
 from tulle.store import Store, open_store
 from tulle.store.etcd_server import EtcdServer
@@ -52,13 +53,22 @@ def _start_store(plan: topology.Plan, st: LabState, undo: contextlib.ExitStack) 
 
 def up(lab: str = "lab", nodes_count: int = 3, segments: int = 1, backend: str = "vxlan",
        store: str = "sqlite", network: str = str(topology.DEFAULT_NETWORK),
-       subnet_len: int = topology.DEFAULT_SUBNET_LEN, timeout: float = agents.READY_TIMEOUT) -> LabState:
-    """Bring a lab up and wait until every agent holds a lease and routes to every other node."""
+       subnet_len: int = topology.DEFAULT_SUBNET_LEN, timeout: float = agents.READY_TIMEOUT,
+       route_reflectors: int = 0, tor_bgp: bool = False, asn: int | None = None) -> LabState:
+    """Bring a lab up and wait until every agent holds a lease and routes to every other node
+    (bgp: until every planned BGP session is Established)."""
     options: dict[str, Any] = {"nodes": nodes_count, "segments": segments, "backend": backend, "store": store,
                                "network": network, "subnet_len": subnet_len}
+    # bgp options only when given, so other labs' state keeps its shape (plan() refuses misuse)
+    if route_reflectors:
+        options["route_reflectors"] = route_reflectors
+    if tor_bgp:
+        options["tor_bgp"] = True
+    if asn is not None:
+        options["asn"] = asn
     plan = topology.plan(lab, **options)        # every refusal happens here, before anything exists
     state.require_root()
-    cfg = netconfig.build(str(plan.network), plan.subnet_len, plan.backend)
+    cfg = netconfig.build(str(plan.network), plan.subnet_len, plan.backend, extra=lab_bgp.netconfig_extra(plan))
     _refuse_existing(plan)
     with contextlib.ExitStack() as undo:
         state.create_dir(lab)
@@ -66,6 +76,8 @@ def up(lab: str = "lab", nodes_count: int = 3, segments: int = 1, backend: str =
         st = LabState(lab, options, nodes={n.name: 0 for n in plan.nodes})
         state.save(st)
         fabric.build(plan, undo)
+        if plan.tor_bgp:   # the ToR BIRD in the router netns, before the nodes dial it
+            undo.callback(lab_bgp.stop_tor, lab, lab_bgp.start_tor(plan))
         _start_store(plan, st, undo)
         kv = open_lab_store(plan)
         undo.callback(kv.close)
@@ -148,6 +160,7 @@ def status(lab: str = "lab") -> dict[str, Any]:
             "subnet": str(lease.subnet) if lease else None, "netns": node.netns,
             "agent_pid": pid, "agent_alive": agents.alive(lab, node.name, pid),
         })
+    lab_bgp.annotate_status(plan, out)
     out["pods"] = pod_list(st)
     return out
 
@@ -178,6 +191,46 @@ def node_del(lab: str, node: str) -> None:
         shutil.rmtree(nodes.node_dir(lab, node), ignore_errors=True)
         del st.nodes[node]
         state.save(st)
+        lab_bgp.refresh_tor(st.plan())   # --tor-bgp: the ToR drops its session to the node
+
+
+def node_add(lab: str, timeout: float = agents.READY_TIMEOUT, wait: bool = True) -> str:
+    """A node joins: the lowest free n<k> gets its netns, files and agent; returns its name.
+
+    With `wait`, returns once every agent (the new one included) holds its lease
+    and routes every other node's subnet; on failure the new node is removed.
+    """
+    state.require_root()
+    with state.locked(lab):
+        st = state.load(lab)
+        taken = {topology.node_index(n) for n in st.nodes}
+        free = [k for k in range(1, topology.MAX_NODES + 1) if k not in taken]
+        if not free:
+            raise TulleError(f"lab {lab!r} already has {topology.MAX_NODES} nodes, the most a lab holds")
+        options = dict(st.options, nodes=max(int(st.options["nodes"]), free[0]))
+        full = topology.plan(lab, **options)      # refuses what the network cannot hold
+        node = full.node(f"n{free[0]}")
+        with contextlib.ExitStack() as undo:
+            nodes.build(full, node, undo)
+            undo.callback(shutil.rmtree, nodes.node_dir(lab, node.name), True)
+            pid = agents.start(full, node)
+            undo.callback(agents.stop, lab, node.name, pid)
+            st.options = options
+            st.nodes[node.name] = pid
+            state.save(st)
+            undo.pop_all()
+    lab_bgp.refresh_tor(st.plan())       # --tor-bgp: the ToR peers with the new node too
+    if wait:
+        plan = st.plan()
+        kv = open_lab_store(plan)
+        try:
+            agents.wait_ready(plan, kv, st.nodes, timeout)
+        except TulleError:
+            kv.close()
+            node_del(lab, node.name)
+            raise
+        kv.close()
+    return node.name
 
 
 def agent_restart(lab: str, node: str, kill: bool = False, timeout: float = agents.READY_TIMEOUT) -> int:

@@ -37,7 +37,26 @@ def conflist_path(lab: str, node: str) -> str:
 
 
 def conflist(lab: str, node: str) -> dict:
-    """What a runtime on this node would find in /etc/cni/net.d: the fabric plugin, then portmap."""
+    """What a runtime on this node finds in its net.d: the conflist `build` wrote (it depends
+    on the backend: bgp nodes wire pods with tulle-routed), else the fabric default."""
+    try:
+        with open(conflist_path(lab, node)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return fabric_conflist(lab, node)
+
+
+def conflist_for(plan: Plan, node: Node) -> dict:
+    """The conflist a node of this plan gets: routed + block IPAM for bgp, the fabric plugin otherwise."""
+    if plan.backend == "bgp":
+        from tulle.lab import bgp
+
+        return bgp.conflist(plan, node)
+    return fabric_conflist(plan.lab, node.name)
+
+
+def fabric_conflist(lab: str, node: str) -> dict:
+    """The Flannel-style conflist: the fabric plugin, then portmap."""
     return {
         "cniVersion": CNI_VERSION,
         "name": NETWORK_NAME,
@@ -77,7 +96,7 @@ def build(plan: Plan, node: Node, undo: contextlib.ExitStack) -> None:
     os.makedirs(node_dir(plan.lab, node.name, "net.d"), exist_ok=True)
     os.makedirs(node_dir(plan.lab, node.name, "cni"), exist_ok=True)
     with open(conflist_path(plan.lab, node.name), "w") as f:
-        json.dump(conflist(plan.lab, node.name), f, indent=2)
+        json.dump(conflist_for(plan, node), f, indent=2)
         f.write("\n")
 
 

@@ -13,7 +13,8 @@ from tulle.lab.checks import PairResult
 def nodes_table(status: dict[str, Any]) -> Table:
     t = Table(title=f"lab {status['lab']}: {status['backend']} over {status['store']}, "
                     f"pod network {status['network']}")
-    for col in ("node", "segment", "underlay IP", "pod subnet", "agent", "pods"):
+    bgp = any("bgp" in n for n in status["nodes"])     # bgp labs: each node's session summary
+    for col in ("node", "segment", "underlay IP", "pod subnet", "agent", *(("BGP",) if bgp else ()), "pods"):
         t.add_column(col, no_wrap=col != "pods")
     by_node: dict[str, list[str]] = {}
     for p in status["pods"]:
@@ -21,7 +22,7 @@ def nodes_table(status: dict[str, Any]) -> Table:
     for n in status["nodes"]:
         agent = f"[green]pid {n['agent_pid']}[/]" if n["agent_alive"] else f"[red]down ({n['agent_pid']})[/]"
         t.add_row(n["name"], n["segment"], n["underlay_ip"], n["subnet"] or "[red]no lease[/]", agent,
-                  ", ".join(by_node.get(n["name"], [])) or "-")
+                  *((n.get("bgp", "-"),) if bgp else ()), ", ".join(by_node.get(n["name"], [])) or "-")
     return t
 
 

@@ -11,6 +11,7 @@ changes happen under an flock so two `tulle lab` commands don't lose updates.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -44,8 +45,7 @@ class LabState:
         """The layout, limited to the nodes that are still there."""
         full = topology.plan(self.lab, **self.options)
         keep = tuple(n for n in full.nodes if n.name in self.nodes) if self.phase == "up" else full.nodes
-        return topology.Plan(full.lab, keep, full.segments, full.backend, full.store, full.network,
-                             full.subnet_len)
+        return dataclasses.replace(full, nodes=keep)
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)

@@ -27,7 +27,9 @@ from tulle.errors import ConfigError
 SEGMENTS = (ipaddress.IPv4Network("198.51.100.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
 DEFAULT_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
 DEFAULT_SUBNET_LEN = 24
-BACKENDS = ("host-gw", "vxlan", "udp")
+BACKENDS = ("host-gw", "vxlan", "udp", "bgp")
+DEFAULT_ASN = 64512         # the cluster AS of --backend bgp (Calico's default)
+TOR_ASN = 64513             # the router netns' AS with --tor-bgp (eBGP to every node)
 STORES = ("sqlite", "etcd")
 MAX_NODES = 60
 ROUTER_HOST = 1
@@ -84,6 +86,9 @@ class Plan:
     store: str
     network: ipaddress.IPv4Network
     subnet_len: int
+    route_reflectors: int = 0             # bgp: the first N nodes reflect (0: node-to-node mesh)
+    tor_bgp: bool = False                 # bgp: the router netns runs BIRD as a top-of-rack peer
+    asn: int = DEFAULT_ASN                # bgp: the cluster AS
 
     @property
     def fabric_netns(self) -> str:
@@ -173,8 +178,38 @@ def check_network(network: str | ipaddress.IPv4Network, subnet_len: int, nodes: 
     return net
 
 
+def check_bgp_options(backend: str, nodes: int, segments: int, route_reflectors: int, tor_bgp: bool,
+                      asn: int | None) -> int:
+    """The bgp-only options (--route-reflectors, --tor-bgp, --asn); returns the cluster AS.
+
+    --tor-bgp needs --segments 2: the top-of-rack peer runs in the router netns, and
+    the lab only has a router when it joins two segments (with one segment every node
+    already reaches every other natively, so a ToR would add nothing)."""
+    given = [opt for opt, on in (("--route-reflectors", bool(route_reflectors)), ("--tor-bgp", tor_bgp),
+                                 ("--asn", asn is not None)) if on]
+    if backend != "bgp":
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only for --backend bgp (got --backend {backend})")
+        return DEFAULT_ASN
+    if isinstance(route_reflectors, bool) or not isinstance(route_reflectors, int) or \
+            not 0 <= route_reflectors <= nodes:
+        raise ConfigError(f"--route-reflectors must be between 0 (node-to-node mesh) and the number of nodes "
+                          f"({nodes}), got {route_reflectors}")
+    asn = DEFAULT_ASN if asn is None else asn
+    if isinstance(asn, bool) or not isinstance(asn, int) or not 1 <= asn <= 4294967295:
+        raise ConfigError(f"--asn must be an AS number in 1..4294967295, got {asn}")
+    if tor_bgp and segments < 2:
+        raise ConfigError("--tor-bgp needs --segments 2: the top-of-rack BGP peer runs in the lab's router, "
+                          "which only exists when a router joins two segments")
+    if tor_bgp and asn == TOR_ASN:
+        raise ConfigError(f"--asn {asn} is the top-of-rack router's AS with --tor-bgp (eBGP needs two ASes); "
+                          f"choose another, e.g. {DEFAULT_ASN}")
+    return asn
+
+
 def plan(lab: str = "lab", nodes: int = 3, segments: int = 1, backend: str = "vxlan", store: str = "sqlite",
-         network: str | ipaddress.IPv4Network = DEFAULT_NETWORK, subnet_len: int = DEFAULT_SUBNET_LEN) -> Plan:
+         network: str | ipaddress.IPv4Network = DEFAULT_NETWORK, subnet_len: int = DEFAULT_SUBNET_LEN,
+         route_reflectors: int = 0, tor_bgp: bool = False, asn: int | None = None) -> Plan:
     """Validate the options and lay the lab out; ConfigError names the bad option."""
     check_lab_name(lab)
     if backend not in BACKENDS:
@@ -189,6 +224,7 @@ def plan(lab: str = "lab", nodes: int = 3, segments: int = 1, backend: str = "vx
     if backend == "host-gw" and segments > 1:
         raise ConfigError("backend host-gw needs every node on one L2 segment (a route 'via' a node only works "
                           "between neighbours); use --segments 1, or --backend vxlan/udp across segments")
+    cluster_asn = check_bgp_options(backend, nodes, segments, route_reflectors, tor_bgp, asn)
     net = check_network(network, subnet_len, nodes, backend)
     segs = tuple(
         Segment(i, cidr, f"seg{i}", ipaddress.IPv4Interface(f"{cidr[ROUTER_HOST]}/{cidr.prefixlen}"))
@@ -199,7 +235,7 @@ def plan(lab: str = "lab", nodes: int = 3, segments: int = 1, backend: str = "vx
         laid.append(Node(f"n{k}", k, seg.index,
                          ipaddress.IPv4Interface(f"{seg.cidr[NODE_HOST_BASE + k]}/{seg.cidr.prefixlen}"),
                          f"tulle-{lab}-n{k}"))
-    return Plan(lab, tuple(laid), segs, backend, store, net, subnet_len)
+    return Plan(lab, tuple(laid), segs, backend, store, net, subnet_len, route_reflectors, tor_bgp, cluster_asn)
 
 
 def is_lab_netns(lab: str, name: str) -> bool:
