@@ -84,14 +84,7 @@ class RouteWatch:
                 self.subnet = self.subnet or dst
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        core.stop_processes(self.procs)
         for t in self.threads:
             t.join(2)
 

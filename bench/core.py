@@ -121,3 +121,17 @@ def fmt(x: float, unit: str = "", digits: int = 3) -> str:
     if x != x:  # nan
         return "–"
     return f"{x:.{digits}g}{unit}"
+
+
+def stop_processes(procs: list) -> None:
+    """Terminate processes we started (by their Popen handle, i.e. by pid), bounded; kill stragglers."""
+    import subprocess as _sp
+
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except _sp.TimeoutExpired:
+            p.kill()
+            p.wait(5)

@@ -74,3 +74,17 @@ def in_ns(ns: str, *cmd: str, check: bool = True) -> str:
 def ip_json(ns: str, *args: str) -> list[dict]:
     """`ip -j ARGS` inside a netns, parsed."""
     return json.loads(in_ns(ns, "ip", "-j", *args) or "[]")
+
+
+def wait_for(what: str, fn, timeout: float = 15.0, interval: float = 0.1, logs=lambda: ""):
+    """Poll `fn` until it returns something truthy (bounded); the failure says what and shows `logs()`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n{logs()}")

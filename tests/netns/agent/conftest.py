@@ -126,18 +126,6 @@ def cluster(make_netns, tmp_path):
         c.close()
 
 
-def wait_for(what: str, fn, timeout: float = 15.0, interval: float = 0.1, logs=lambda: ""):
-    """Poll `fn` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{logs()}")
-
-
 def http_get(ns: str, url: str) -> tuple[int, str]:
     """GET from inside a netns (the socket is made by a thread entered into it)."""
     def get() -> tuple[int, str]:

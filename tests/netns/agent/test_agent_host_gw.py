@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.netns.agent.conftest import agent_routes, http_get, wait_for
+from tests.cnirun import wait_for
+from tests.netns.agent.conftest import agent_routes, http_get
 from tulle.agent import netconfig
 from tulle.agent.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
 from tulle.kernel import links, netns, nft

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.netns.bgp.topo import kernel_routes, ping, wait_for
+from tests.cnirun import wait_for
+from tests.netns.bgp.topo import kernel_routes, ping
 
 pytestmark = pytest.mark.netns
 

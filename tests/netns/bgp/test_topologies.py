@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from tests.netns.bgp.topo import kernel_routes, wait_for
+from tests.cnirun import wait_for
+from tests.netns.bgp.topo import kernel_routes
 
 pytestmark = pytest.mark.netns
 

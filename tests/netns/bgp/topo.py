@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tulle.agent import netconfig
 from tulle.agent.backends.bgp.bird import Bird, parse_protocols, parse_routes
@@ -59,17 +59,6 @@ class Pod:
     ns: str
     node: Node
     ip: str
-
-
-def wait_for(what: str, fn, timeout: float = 15.0, interval: float = 0.1, logs=lambda: ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n{logs()}")
 
 
 def in_ns(ns: str, *cmd: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cnirun import in_ns
-from tests.netns.cni.pods import EXT_CLIENT, EXT_HOST, Server, add_client, make_pod, talk
+from tests.netns.cni.pods import EXT_CLIENT, Server, add_client, make_pod, talk
 from tulle.cni import attachment
 from tulle.cni.plugins.meta import firewall
 from tulle.kernel import netns, nft
