@@ -136,8 +136,14 @@ def check_ready(plan: Plan, store: Store, pids: dict[str, int]) -> Readiness:
     missing = []
     own: dict[str, Lease] = {}
     for node in plan.nodes:
-        if not alive(plan.lab, node.name, pids.get(node.name, 0)):
+        pid = pids.get(node.name, 0)
+        if not procs.alive(pid):
             raise TulleError(f"the agent of {node.name} is not running:\n{log_tail(plan.lab, node.name)}")
+        if not alive(plan.lab, node.name, pid):
+            # Alive but its argv is not (yet) the agent's: /proc/<pid>/cmdline reads empty while
+            # nsenter execs the agent. Not ready yet rather than dead.
+            missing.append(f"{node.name}: agent starting")
+            continue
         lease = lease_of(node, all_leases)
         if lease is None:
             missing.append(f"{node.name}: no lease in the store")
