@@ -10,9 +10,9 @@ thread entered into that namespace (`kernel.netns.run_in`, which also closes
 the thread's netlink socket). Nothing else is per request: no file, socket or
 thread outlives it.
 
-Wire format: see tulle.cni.forward (one request per connection, one JSON line
-each way). Only root may use the socket: the file is 0600 in a 0700 directory,
-and a peer whose uid is not 0 gets a CNI error with code 5 (I/O failure,
+Wire format: see tulle.cni.forward (one request per connection, netstrings
+each way, each side ended by a shutdown). Only root may use the socket: the
+file is 0600 in a 0700 directory, and a peer whose uid is not 0 gets a CNI error with code 5 (I/O failure,
 "permission denied") instead of service — the executable prints it as is.
 """
 
@@ -93,7 +93,6 @@ class CniServer:
         if self._listener is not None:
             raise TulleError("CniServer already started")
         self._listener = self._bind()
-        self._listener.settimeout(0.2)  # the accept loop notices close() within this
         self._acceptor = threading.Thread(target=self._accept_loop, name="cni-accept", daemon=True)
         self._acceptor.start()
         log.info("serving CNI requests on %s", self.socket_path)
@@ -101,6 +100,11 @@ class CniServer:
     def close(self) -> None:
         """Stop accepting, let in-flight calls finish (bounded), remove the socket file."""
         self._stop.set()
+        if self._listener is not None:
+            try:  # wakes the acceptor blocked in accept(): no periodic wake-ups while idle
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._acceptor is not None:
             self._acceptor.join()
             self._acceptor = None
@@ -181,13 +185,12 @@ class CniServer:
     def _accept_loop(self) -> None:
         assert self._listener is not None
         while not self._stop.is_set():
-            if not self._slots.acquire(timeout=0.2):
-                continue  # all slots busy: callers wait in the backlog
+            self._slots.acquire()  # all slots busy: callers wait in the backlog
+            if self._stop.is_set():
+                self._slots.release()
+                return
             try:
                 conn, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                self._slots.release()
-                continue
             except OSError as exc:
                 self._slots.release()
                 if not self._stop.is_set():
@@ -221,8 +224,12 @@ class CniServer:
                 log.warning("CNI caller pid %d vanished before its request was read: %s", pid, exc)
                 return
         try:
-            message = forward.read_message(conn)  # read even when refusing: the caller then sees our reply
-            if message is None:
+            try:  # read even when refusing: the caller then sees our reply
+                data = forward.read_all(conn)
+            except ValueError as exc:
+                self._reply(conn, forward.error_output(INTERNAL, str(exc), b""), 1)
+                return
+            if not data:
                 return  # the caller gave up
             if uid != 0:
                 log.warning("refused a CNI request from pid %d uid %d (root only)", pid, uid)
@@ -230,7 +237,7 @@ class CniServer:
                     PERMISSION_DENIED, "permission denied: the tulle agent serves root only", b""), 1)
                 return
             try:
-                kind, env, stdin = forward.parse_request(message)
+                kind, env, stdin = forward.decode_request(data)
             except ValueError as exc:
                 self._reply(conn, forward.error_output(INTERNAL, str(exc), b""), 1)
                 return
@@ -247,7 +254,7 @@ class CniServer:
 
     def _reply(self, conn: socket.socket, out: bytes, code: int) -> None:
         conn.settimeout(self.read_timeout)
-        conn.sendall(forward.encode(forward.reply(out, code)))
+        conn.sendall(forward.encode_reply(out, code))
 
     def _run(self, ns_fd: int, kind: str, env: dict[str, str], stdin: bytes) -> tuple[bytes, int]:
         """Answer the call inside the caller's netns (reached through the fd we hold)."""

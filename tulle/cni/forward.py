@@ -1,29 +1,32 @@
 """Handing a CNI call to the node agent over its unix socket: the wire format
 and the client side.
 
-Imports only the standard library: this runs in every plugin executable before
-anything else, and the point of forwarding is to skip loading the plugin (and
-pyroute2) at all.
+This runs in every plugin executable before anything else, and forwarding
+exists to skip loading the plugin (and pyroute2) at all — so the client path
+imports nothing beyond `os` and `_socket`: not even `json` or `socket`, which
+would add ~10 ms (`re`, `enum`, …) to every call. JSON is loaded only to find
+a non-default `agentSocket` or to word an error.
 
-Wire format — one request per connection, newline-delimited JSON (json.dumps
-escapes newlines inside strings, so a message is exactly one line):
+Wire format — one request per connection, each direction a run of netstrings
+(`<decimal length>:<bytes>,`) ended by the sender shutting down its side:
 
-    client -> agent   {"type": "bridge", "env": {"CNI_COMMAND": "ADD", ...}, "stdin": "<config>"}\\n
-    agent  -> client  {"stdout": "<what the plugin printed>", "code": <exit code>}\\n
+    client -> agent   ns(plugin type) ns(env) ns(stdin)         then SHUT_WR
+    agent  -> client  ns(exit code, decimal) ns(stdout)         then close
 
-`env` carries only the CNI_* variables. Config and output are text; bytes that
-are not UTF-8 travel as surrogate escapes, so they arrive unchanged. The agent
-closes the connection after its reply. A connection that ends before a full
-reply line means the agent failed mid-request.
+`env` is the CNI_* variables as `KEY=VALUE` joined by NUL (environment strings
+cannot contain NUL). Config and output travel as raw bytes, unchanged. A reply
+that is cut short or malformed means the agent failed mid-request.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import stat
-from typing import Mapping
+
+import _socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs milliseconds at every exec; annotations are strings anyway
+    from typing import Mapping
 
 DEFAULT_SOCKET = "/run/tulle/agent.sock"
 CONNECT_TIMEOUT = 1.0     # a live agent accepts at once; a full backlog means "busy": run here instead
@@ -40,70 +43,78 @@ class AgentFailed(Exception):
     """The agent accepted the request but gave no complete reply: it may have half-run."""
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
+# --- wire format (pure) ------------------------------------------------------
+
+def netstrings(*parts: bytes) -> bytes:
+    return b"".join(b"%d:%s," % (len(p), p) for p in parts)
 
 
-def _bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+def parse_netstrings(data: bytes, count: int) -> list[bytes]:
+    """Exactly `count` netstrings and nothing after them, or ValueError."""
+    out, pos = [], 0
+    for _ in range(count):
+        colon = data.find(b":", pos, pos + 12)
+        if colon < 0 or not data[pos:colon].isdigit():
+            raise ValueError("malformed message: expected a netstring length")
+        end = colon + 1 + int(data[pos:colon])
+        if data[end:end + 1] != b",":
+            raise ValueError("malformed message: netstring cut short")
+        out.append(data[colon + 1:end])
+        pos = end + 1
+    if pos != len(data):
+        raise ValueError("malformed message: trailing bytes")
+    return out
 
 
-def encode(message: dict) -> bytes:
-    """One message as one line."""
-    return json.dumps(message).encode() + b"\n"
+def encode_request(plugin_type: str, environ: Mapping[str, str], stdin: bytes) -> bytes:
+    """The request for one call (only the CNI_* variables travel)."""
+    env = b"\0".join(f"{k}={v}".encode("utf-8", "surrogateescape")
+                     for k, v in environ.items() if k.startswith("CNI_"))
+    return netstrings(plugin_type.encode(), env, stdin)
 
 
-def read_message(sock: socket.socket, limit: int = MAX_MESSAGE) -> dict | None:
-    """Read one line-framed JSON object; None when the peer closed before a full line."""
-    buf = bytearray()
+def decode_request(data: bytes) -> tuple[str, dict[str, str], bytes]:
+    """(type, env, stdin) of a request, or ValueError naming what is wrong."""
+    kind, env_block, stdin = parse_netstrings(data, 3)
+    if not kind:
+        raise ValueError("request: the plugin type is empty")
+    env: dict[str, str] = {}
+    for item in env_block.split(b"\0") if env_block else []:
+        key, sep, value = item.partition(b"=")
+        if not sep or not key:
+            raise ValueError("request: env entries must be KEY=VALUE")
+        env[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    return kind.decode("utf-8", "surrogateescape"), env, stdin
+
+
+def encode_reply(stdout: bytes, code: int) -> bytes:
+    return netstrings(b"%d" % code, stdout)
+
+
+def decode_reply(data: bytes) -> tuple[bytes, int]:
+    code, out = parse_netstrings(data, 2)
+    if not code.lstrip(b"-").isdigit():
+        raise ValueError("reply: the exit code is not a number")
+    return out, int(code)
+
+
+def read_all(sock, limit: int = MAX_MESSAGE) -> bytes:
+    """Everything the peer sends until it shuts its side down (bounded by `limit`)."""
+    chunks, size = [], 0
     while True:
         chunk = sock.recv(65536)
         if not chunk:
-            return None
-        end = chunk.find(b"\n")
-        if end >= 0:
-            buf += chunk[:end]
-            break
-        buf += chunk
-        if len(buf) > limit:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
             raise ValueError(f"message longer than {limit} bytes")
-    message = json.loads(bytes(buf))
-    if not isinstance(message, dict):
-        raise ValueError("message is not a JSON object")
-    return message
-
-
-def request(plugin_type: str, environ: Mapping[str, str], stdin: bytes) -> dict:
-    """The request message for one call (only the CNI_* variables travel)."""
-    env = {k: v for k, v in environ.items() if k.startswith("CNI_")}
-    return {"type": plugin_type, "env": env, "stdin": _text(stdin)}
-
-
-def parse_request(message: dict) -> tuple[str, dict[str, str], bytes]:
-    """(type, env, stdin) of a request, or ValueError naming what is wrong."""
-    kind, env, stdin = message.get("type"), message.get("env"), message.get("stdin", "")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError("request: type must be a non-empty string")
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise ValueError("request: env must be an object of strings")
-    if not isinstance(stdin, str):
-        raise ValueError("request: stdin must be a string")
-    return kind, env, _bytes(stdin)
-
-
-def reply(stdout: bytes, code: int) -> dict:
-    return {"stdout": _text(stdout), "code": code}
-
-
-def parse_reply(message: dict) -> tuple[bytes, int]:
-    out, code = message.get("stdout"), message.get("code")
-    if not isinstance(out, str) or isinstance(code, bool) or not isinstance(code, int):
-        raise ValueError("reply: want {\"stdout\": str, \"code\": int}")
-    return _bytes(out), code
+        chunks.append(chunk)
 
 
 def error_output(code: int, msg: str, stdin: bytes, details: str = "") -> bytes:
     """A CNI error object in the caller's cniVersion, built without the plugin code."""
+    import json
+
     version = "1.1.0"
     try:
         conf = json.loads(stdin)
@@ -119,22 +130,64 @@ def error_output(code: int, msg: str, stdin: bytes, details: str = "") -> bytes:
 
 def socket_path(stdin: bytes) -> str:
     """The agent socket named by the config's `agentSocket`, or the default."""
+    if b'"agentSocket"' not in stdin:  # the common case, decided without parsing
+        return DEFAULT_SOCKET
     try:
-        conf = json.loads(stdin)
+        conf = _loads(stdin)
     except ValueError:
         return DEFAULT_SOCKET
     path = conf.get("agentSocket") if isinstance(conf, dict) else None
     return path if isinstance(path, str) and path else DEFAULT_SOCKET
 
 
-def connect(path: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+class _Decoding:
+    """What the C JSON scanner asks of its context (json.JSONDecoder's defaults)."""
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity
+
+
+def _loads(data: bytes) -> object:
+    """json.loads of a UTF-8 document through the C scanner alone: `import json`
+    would drag in `re` and cost more than the rest of the forwarding path."""
+    try:
+        import _json
+
+        scan = _json.make_scanner(_Decoding)
+    except (ImportError, AttributeError):  # an interpreter without the accelerator
+        import json
+
+        return json.loads(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = scan(text, start)
+    except StopIteration:
+        raise ValueError("not a JSON document") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("trailing data after the JSON document")
+    return value
+
+
+# --- client ------------------------------------------------------------------
+
+S_IFSOCK = 0o140000
+
+
+def connect(path: str, timeout: float = CONNECT_TIMEOUT) -> _socket.socket:
     """A connection to a live agent, or AgentUnavailable (absent, stale, refused, busy)."""
     try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
+        if os.stat(path).st_mode & 0o170000 != S_IFSOCK:
             raise AgentUnavailable(f"{path} is not a socket")
     except OSError as exc:
         raise AgentUnavailable(f"{path}: {exc.strerror}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -144,16 +197,17 @@ def connect(path: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     return sock
 
 
-def call(sock: socket.socket, plugin_type: str, environ: Mapping[str, str], stdin: bytes,
+def call(sock: _socket.socket, plugin_type: str, environ: Mapping[str, str], stdin: bytes,
          timeout: float = REPLY_TIMEOUT) -> tuple[bytes, int]:
     """Send one call on a connected socket and wait for the reply; AgentFailed if none comes."""
     try:
         sock.settimeout(timeout)
-        sock.sendall(encode(request(plugin_type, environ, stdin)))
-        message = read_message(sock)
-        if message is None:
+        sock.sendall(encode_request(plugin_type, environ, stdin))
+        sock.shutdown(_socket.SHUT_WR)
+        data = read_all(sock)
+        if not data:
             raise AgentFailed("the agent closed the connection before replying")
-        return parse_reply(message)
+        return decode_reply(data)
     except (OSError, ValueError) as exc:
         raise AgentFailed(f"no valid reply from the agent: {exc}") from None
     finally:

@@ -53,8 +53,16 @@ class TaggedChain:
         return [r for r in nft.rules(objects, self.chain) if r.comment and select(r.comment)]
 
     def plan_replace(self, objects: list[dict] | None, tag: str, bodies: list[list[nft.Expr]]) -> nft.Transaction:
-        """Make exactly `bodies` the rules tagged `tag` (create table and chain as needed)."""
-        tx = self._tx().add_table().add_chain(self.chain, self.type, self.hook, self.priority)
+        """Make exactly `bodies` the rules tagged `tag` (create table and chain as needed).
+
+        Table and chain are added only when the listing lacks them: re-adding an
+        existing base chain costs the kernel a hook re-validation (~10 ms here),
+        more than the rest of the call. Should they vanish after the listing, the
+        transaction fails and `_retry` plans again from a fresh listing.
+        """
+        tx = self._tx()
+        if self.chain not in nft.chains(objects):
+            tx.add_table().add_chain(self.chain, self.type, self.hook, self.priority)
         for rule in self.tagged(objects, lambda c: c == tag):
             tx.delete_rule(self.chain, rule.handle)
         for body in bodies:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Callable
 
 from tulle.cni import sandbox
 from tulle.errors import ExistsError, KernelError
@@ -21,6 +22,7 @@ class Pair:
     pod: str
     pod_mac: str
     pod_index: int
+    mtu: int  # the host end's (both ends share it)
 
 
 def host_name(prefix: str = "veth") -> str:
@@ -28,40 +30,44 @@ def host_name(prefix: str = "veth") -> str:
 
 
 def create(pod_netns: str, ifname: str, prefix: str = "veth", mtu: int = 0, mac: str = "",
-           name: str | None = None, host_mac: str = "") -> Pair:
-    """Create the pair and bring both ends up; the caller undoes with `remove`.
+           name: str | None = None, host_mac: str = "",
+           inside: Callable[[str], object] | None = None) -> Pair:
+    """Create the pair, bring both ends up, then run `inside(ifname)` in the pod's netns.
 
     The host end gets a random `<prefix><8 hex>` name, or exactly `name` when given
-    (routed mode derives it from the attachment, as Calico does).
+    (routed mode derives it from the attachment, as Calico does). `inside` is the
+    plugin's pod-side configuration (addresses, routes): it runs on the same
+    thread that brings the pod end up, so the pod's netns is entered once per
+    ADD. On any failure the pair is gone again; on success the caller undoes
+    with `remove`.
     """
     fixed = name
     for _ in range(ATTEMPTS if fixed is None else 1):
         name = fixed or host_name(prefix)
-        if links.get(name) is not None:
-            if fixed is not None:
-                raise ExistsError(f"host interface {fixed!r} already exists (a stale attachment?)")
-            continue
         try:
             links.add_veth(name, ifname, peer_netns=pod_netns, mtu=mtu, peer_mac=mac, mac=host_mac)
         except ExistsError:
             if sandbox.run(pod_netns, links.get, ifname) is not None:
                 raise ExistsError(f"interface {ifname!r} already exists in the pod's netns") from None
             if fixed is not None:
-                raise ExistsError(f"host interface {fixed!r} already exists") from None
-            continue  # the random host name was taken meanwhile: draw again
+                raise ExistsError(f"host interface {fixed!r} already exists (a stale attachment?)") from None
+            continue  # the random host name is taken: draw again
         try:
             links.set_up(name)
-            pod = sandbox.run(pod_netns, _up, ifname)
-            return Pair(host=name, host_mac=links.require(name).mac, pod=ifname,
-                        pod_mac=pod.mac, pod_index=pod.index)
+            host = links.require(name)
+            pod = sandbox.run(pod_netns, _pod_side, ifname, inside)
+            return Pair(host=name, host_mac=host.mac, pod=ifname, pod_mac=pod.mac, pod_index=pod.index,
+                        mtu=host.mtu)
         except BaseException:
             links.delete(name)
             raise
     raise KernelError(f"could not find a free host veth name {prefix}XXXXXXXX after {ATTEMPTS} tries")
 
 
-def _up(ifname: str) -> links.Link:
+def _pod_side(ifname: str, inside: Callable[[str], object] | None) -> links.Link:
     links.set_up(ifname)
+    if inside is not None:
+        inside(ifname)
     return links.require(ifname)
 
 

@@ -14,9 +14,9 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 def list_on(name: str, family: int | None = None) -> list[IPInterface]:
     """Addresses (with prefix) on link `name`, IPv4 then IPv6, link-local v6 left out."""
-    link = links.require(name)
+    index = links.index_of(name)
     out: list[IPInterface] = []
-    for msg in ipr().get_addr(index=link.index):
+    for msg in ipr().get_addr(index=index):
         if family and msg["family"] != family:
             continue
         iface = ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
@@ -28,8 +28,7 @@ def list_on(name: str, family: int | None = None) -> list[IPInterface]:
 
 def add(name: str, address: IPInterface, broadcast: bool = True) -> None:
     """Add `address` to link `name`; IPv4 gets the usual broadcast address."""
-    link = links.require(name)
-    spec: dict = {"index": link.index, "address": str(address.ip), "prefixlen": address.network.prefixlen}
+    spec: dict = {"index": links.index_of(name), "address": str(address.ip), "prefixlen": address.network.prefixlen}
     if address.version == 4 and broadcast and address.network.prefixlen < 31:
         spec["broadcast"] = str(address.network.broadcast_address)
     with rtnl.errors(f"add address {address} to {name}"):
@@ -46,12 +45,13 @@ def ensure(name: str, address: IPInterface) -> None:
 
 
 def delete(name: str, address: IPInterface) -> bool:
-    link = links.get(name)
-    if link is None:
+    try:
+        index = links.index_of(name)
+    except NotFoundError:
         return False
     try:
         with rtnl.errors(f"delete address {address} from {name}"):
-            ipr().addr("del", index=link.index, address=str(address.ip),
+            ipr().addr("del", index=index, address=str(address.ip),
                        prefixlen=address.network.prefixlen)
     except NotFoundError:
         return False
@@ -71,9 +71,8 @@ IFA_F_DADFAILED = 0x08
 
 def tentative(name: str) -> list[IPInterface]:
     """IPv6 addresses on `name` still in duplicate address detection (not usable as a source yet)."""
-    link = links.require(name)
     out = []
-    for msg in ipr().get_addr(index=link.index, family=socket.AF_INET6):
+    for msg in ipr().get_addr(index=links.index_of(name), family=socket.AF_INET6):
         flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
         if flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == IFA_F_TENTATIVE:
             out.append(ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))

@@ -5,6 +5,7 @@ namespaces."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from tulle.errors import NotFoundError
@@ -51,11 +52,13 @@ def _to_link(msg) -> Link:
 
 
 def get(name: str) -> Link | None:
-    """The link called `name` here, or None."""
-    idx = ipr().link_lookup(ifname=name)
-    if not idx:
+    """The link called `name` here, or None (one request: the kernel looks the name up)."""
+    try:
+        with rtnl.errors(f"get link {name}"):
+            msgs = ipr().link("get", ifname=name)
+    except NotFoundError:
         return None
-    return get_by_index(idx[0])
+    return _to_link(msgs[0]) if msgs else None
 
 
 def get_by_index(index: int) -> Link | None:
@@ -83,8 +86,24 @@ def all_links() -> list[Link]:
     return [_to_link(m) for m in ipr().get_links()]
 
 
-def _index(name: str) -> int:
-    return require(name).index
+def index_of(name: str) -> int:
+    """The ifindex of `name` here, or NotFoundError.
+
+    An ioctl on a socket of the calling thread's netns (if_nametoindex), not a
+    netlink round trip: a link message carries ~40 attributes that pyroute2
+    decodes in Python, and most callers want nothing but the index."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise NotFoundError(f"link {name!r} not found") from None
+
+
+def name_of(index: int) -> str | None:
+    """The name of link `index` here, or None (the ioctl counterpart of index_of)."""
+    try:
+        return socket.if_indextoname(index)
+    except OSError:
+        return None
 
 
 def _open_netns(path: str) -> int:
@@ -129,7 +148,7 @@ def add_bridge(name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
 
 
 def add_macvlan(name: str, master: str, mode: str = "bridge", mtu: int = 0, mac: str = "") -> None:
-    spec: dict = {"ifname": name, "kind": "macvlan", "link": _index(master),
+    spec: dict = {"ifname": name, "kind": "macvlan", "link": index_of(master),
                   "macvlan_mode": MACVLAN_MODES[mode]}
     if mtu:
         spec["mtu"] = mtu
@@ -156,7 +175,7 @@ def add_vxlan(name: str, vni: int, port: int, local: str, dev: str | None = None
     spec: dict = {"ifname": name, "kind": "vxlan", "vxlan_id": vni, "vxlan_port": port,
                   "vxlan_local": local, "vxlan_learning": int(learning)}
     if dev:
-        spec["vxlan_link"] = _index(dev)
+        spec["vxlan_link"] = index_of(dev)
     if mtu:
         spec["mtu"] = mtu
     if mac:
@@ -174,8 +193,9 @@ def add_tun(name: str, mtu: int = 0) -> None:
 
 
 def _set(name: str, what: str, **attrs) -> None:
+    """One RTM_NEWLINK addressed by name (the kernel resolves it; a missing link is NotFoundError)."""
     with rtnl.errors(f"set {what} of {name}"):
-        ipr().link("set", index=_index(name), **attrs)
+        ipr().link("set", ifname=name, **attrs)
 
 
 def set_up(name: str) -> None:
@@ -203,25 +223,22 @@ def set_alias(name: str, alias: str) -> None:
 
 
 def set_name(name: str, new_name: str) -> None:
-    _set(name, "name", ifname=new_name)
+    index = index_of(name)  # addressed by index: IFLA_IFNAME carries the new name
+    with rtnl.errors(f"rename {name} to {new_name}"):
+        ipr().link("set", index=index, ifname=new_name)
 
 
 def set_master(name: str, master: str | None) -> None:
     """Enslave `name` to a bridge (None: release it)."""
-    _set(name, "master", master=_index(master) if master else 0)
+    _set(name, "master", master=index_of(master) if master else 0)
 
 
 def set_promisc(name: str, on: bool) -> None:
-    link = require(name)
-    flags = 0x100 if on else 0
-    with rtnl.errors(f"set promisc of {name}"):
-        ipr().link("set", index=link.index, flags=flags, change=0x100)
+    _set(name, "promisc", flags=0x100 if on else 0, change=0x100)
 
 
 def set_allmulti(name: str, on: bool) -> None:
-    link = require(name)
-    with rtnl.errors(f"set allmulticast of {name}"):
-        ipr().link("set", index=link.index, flags=0x200 if on else 0, change=0x200)
+    _set(name, "allmulticast", flags=0x200 if on else 0, change=0x200)
 
 
 def move_to_netns(name: str, netns_path: str) -> None:
@@ -234,12 +251,9 @@ def move_to_netns(name: str, netns_path: str) -> None:
 
 def delete(name: str) -> bool:
     """Delete a link; False when it was already gone (DEL is idempotent)."""
-    idx = ipr().link_lookup(ifname=name)
-    if not idx:
-        return False
     try:
         with rtnl.errors(f"delete link {name}"):
-            ipr().link("del", index=idx[0])
+            ipr().link("del", ifname=name)
     except NotFoundError:
         return False
     return True
@@ -260,40 +274,41 @@ def set_bridge_port(name: str, hairpin: bool | None = None, learning: bool | Non
         attrs["learning"] = int(learning)
     if attrs:
         with rtnl.errors(f"set bridge port flags of {name}"):
-            ipr().brport("set", index=_index(name), **attrs)
+            ipr().brport("set", index=index_of(name), **attrs)
 
 
 def bridge_port(name: str) -> dict | None:
-    """{"hairpin": bool, "learning": bool} of a bridge member, None when not a port."""
-    import socket
+    """{"hairpin": bool, "learning": bool} of a bridge member, None when not a port.
 
-    idx = _index(name)
-    for msg in ipr().link("dump", family=socket.AF_BRIDGE):
-        if msg["index"] != idx:
-            continue
-        info = msg.get_attr("IFLA_PROTINFO")
-        if info is None:
-            return None
-        return {"hairpin": bool(info.get_attr("IFLA_BRPORT_MODE")),
-                "learning": bool(info.get_attr("IFLA_BRPORT_LEARNING"))}
-    return None
+    Read from the port's own link message (IFLA_INFO_SLAVE_DATA): one request,
+    not a dump of every bridge port."""
+    with rtnl.errors(f"get link {name}"):
+        msgs = ipr().link("get", ifname=name)
+    info = msgs[0].get_attr("IFLA_LINKINFO") if msgs else None
+    if info is None or info.get_attr("IFLA_INFO_SLAVE_KIND") != "bridge":
+        return None
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA")
+    if data is None:
+        return None
+    return {"hairpin": bool(data.get_attr("IFLA_BRPORT_MODE")),
+            "learning": bool(data.get_attr("IFLA_BRPORT_LEARNING"))}
 
 
 def add_bridge_vlan(name: str, vid: int, pvid: bool = False, untagged: bool = False) -> None:
     """Allow VLAN `vid` on a port of a VLAN-filtering bridge."""
     flags = (BRIDGE_VLAN_PVID if pvid else 0) | (BRIDGE_VLAN_UNTAGGED if untagged else 0)
     with rtnl.errors(f"add vlan {vid} to bridge port {name}"):
-        ipr().vlan_filter("add", index=_index(name), vlan_info={"vid": vid, "flags": flags})
+        ipr().vlan_filter("add", index=index_of(name), vlan_info={"vid": vid, "flags": flags})
 
 
 def del_bridge_vlan(name: str, vid: int) -> None:
     with rtnl.errors(f"remove vlan {vid} from bridge port {name}"):
-        ipr().vlan_filter("del", index=_index(name), vlan_info={"vid": vid})
+        ipr().vlan_filter("del", index=index_of(name), vlan_info={"vid": vid})
 
 
 def macvlan_mode(name: str) -> str | None:
     """The mode of a macvlan ("bridge", "private", ...), None for other kinds."""
-    msgs = ipr().get_links(_index(name))
+    msgs = ipr().get_links(index_of(name))
     info = msgs[0].get_attr("IFLA_LINKINFO") if msgs else None
     if info is None or info.get_attr("IFLA_INFO_KIND") != "macvlan":
         return None

@@ -32,31 +32,33 @@ class FdbEntry:
 
 def replace(dev: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, mac: str) -> None:
     """A permanent neighbour entry ip → mac on dev (create or update)."""
-    idx = links.require(dev).index
+    idx = links.index_of(dev)
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
     with rtnl.errors(f"set neighbour {ip} on {dev}"):
         ipr().neigh("replace", ifindex=idx, dst=str(ip), lladdr=mac, state=NUD_PERMANENT, family=family)
 
 
 def delete(dev: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return False
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
     try:
         with rtnl.errors(f"delete neighbour {ip} on {dev}"):
-            ipr().neigh("del", ifindex=link.index, dst=str(ip), family=family)
+            ipr().neigh("del", ifindex=index, dst=str(ip), family=family)
     except NotFoundError:
         return False
     return True
 
 
 def list_on(dev: str, permanent_only: bool = True) -> list[Neighbour]:
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return []
     out = []
-    for msg in ipr().get_neighbours(ifindex=link.index):
+    for msg in ipr().get_neighbours(ifindex=index):
         dst, mac = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
         permanent = bool(msg["state"] & NUD_PERMANENT)
         if dst is None or mac is None or (permanent_only and not permanent):
@@ -67,31 +69,33 @@ def list_on(dev: str, permanent_only: bool = True) -> list[Neighbour]:
 
 def fdb_append(dev: str, mac: str, dst: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     """A VXLAN FDB entry: frames for `mac` go to the remote VTEP `dst`."""
-    idx = links.require(dev).index
+    idx = links.index_of(dev)
     with rtnl.errors(f"add fdb {mac} → {dst} on {dev}"):
         ipr().fdb("replace", ifindex=idx, lladdr=mac, dst=str(dst), state=NUD_PERMANENT,
                   flags=NTF_SELF)
 
 
 def fdb_delete(dev: str, mac: str, dst: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return False
     try:
         with rtnl.errors(f"delete fdb {mac} on {dev}"):
-            ipr().fdb("del", ifindex=link.index, lladdr=mac, dst=str(dst), flags=NTF_SELF)
+            ipr().fdb("del", ifindex=index, lladdr=mac, dst=str(dst), flags=NTF_SELF)
     except NotFoundError:
         return False
     return True
 
 
 def fdb_list(dev: str) -> list[FdbEntry]:
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return []
     out = []
-    for msg in ipr().fdb("dump", ifindex=link.index):
-        if msg["ifindex"] != link.index:
+    for msg in ipr().fdb("dump", ifindex=index):
+        if msg["ifindex"] != index:
             continue
         dst = msg.get_attr("NDA_DST")
         out.append(FdbEntry(dev=dev, mac=msg.get_attr("NDA_LLADDR"),

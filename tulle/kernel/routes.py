@@ -43,7 +43,7 @@ def _spec(route: Route) -> dict:
     if route.gw is not None:
         spec["gateway"] = str(route.gw)
     if route.dev:
-        spec["oif"] = links.require(route.dev).index
+        spec["oif"] = links.index_of(route.dev)
     if route.scope:
         spec["scope"] = route.scope
     if route.metric:
@@ -94,16 +94,24 @@ def delete(route: Route) -> bool:
     return True
 
 
+def _name(cache: dict[int, str | None], index: int | None) -> str | None:
+    if index is None:
+        return None
+    if index not in cache:
+        cache[index] = links.name_of(index)
+    return cache[index]
+
+
 def list_routes(family: int = 4, table: int = MAIN_TABLE, dev: str | None = None) -> list[Route]:
     """Routes of one family and table (optionally on one device), in tulle's type."""
     fam = socket.AF_INET if family == 4 else socket.AF_INET6
     query: dict = {"family": fam, "table": table}
     if dev is not None:
-        link = links.get(dev)
-        if link is None:
+        try:
+            query["oif"] = links.index_of(dev)
+        except NotFoundError:
             return []
-        query["oif"] = link.index
-    names = {l.index: l.name for l in links.all_links()}
+    names: dict[int, str | None] = {}  # looked up per device seen, not by dumping every link
     out = []
     for msg in ipr().get_routes(**query):
         if msg.get_attr("RTA_TABLE", msg["table"]) != table:
@@ -118,7 +126,7 @@ def list_routes(family: int = 4, table: int = MAIN_TABLE, dev: str | None = None
         out.append(Route(
             dst=net,
             gw=ipaddress.ip_address(gw) if gw else None,
-            dev=names.get(msg.get_attr("RTA_OIF")),
+            dev=_name(names, msg.get_attr("RTA_OIF")),
             scope=msg["scope"],
             table=table,
             metric=msg.get_attr("RTA_PRIORITY") or 0,

@@ -73,31 +73,27 @@ def tbf_params(rate_bits: int, burst_bits: int, ticks_per_usec: float | None = N
     return Tbf(rate=rate, buffer=buffer, limit=limit)
 
 
-def _index(dev: str) -> int:
-    return links.require(dev).index
-
-
 def add_tbf(dev: str, rate_bits: int, burst_bits: int) -> Tbf:
     """Put a tbf root qdisc (handle 1:) on `dev`; returns the fields it set."""
     params = tbf_params(rate_bits, burst_bits)
     burst_bytes = burst_bits // 8
     with rtnl.errors(f"add tbf qdisc on {dev}"):
         # pyroute2 derives the same buffer from rate+burst; limit is given as computed.
-        ipr().tc("add", "tbf", _index(dev), handle=TBF_HANDLE, rate=params.rate,
+        ipr().tc("add", "tbf", links.index_of(dev), handle=TBF_HANDLE, rate=params.rate,
                  burst=burst_bytes, limit=params.limit)
     return params
 
 
 def add_ingress(dev: str) -> None:
     with rtnl.errors(f"add ingress qdisc on {dev}"):
-        ipr().tc("add", "ingress", _index(dev), handle=INGRESS_HANDLE)
+        ipr().tc("add", "ingress", links.index_of(dev), handle=INGRESS_HANDLE)
 
 
 def add_redirect(dev: str, target: str, prio: int = 1) -> None:
     """Redirect every packet arriving on `dev` to the egress of `target` (an ifb)."""
-    target_index = _index(target)
+    target_index = links.index_of(target)
     with rtnl.errors(f"add redirect filter {dev} -> {target}"):
-        ipr().tc("add-filter", "u32", _index(dev), parent=INGRESS_HANDLE, prio=prio,
+        ipr().tc("add-filter", "u32", links.index_of(dev), parent=INGRESS_HANDLE, prio=prio,
                  protocol=protocols.ETH_P_ALL, target=REDIRECT_CLASSID, keys=["0x0/0x0+0"],
                  action=[{"kind": "mirred", "direction": "egress", "action": "redirect",
                           "ifindex": target_index}])
@@ -116,11 +112,12 @@ def _to_qdisc(msg) -> Qdisc:
 
 def qdiscs(dev: str) -> list[Qdisc]:
     """The qdiscs of `dev` (empty when the device is gone)."""
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return []
     with rtnl.errors(f"list qdiscs of {dev}"):
-        return [_to_qdisc(m) for m in ipr().get_qdiscs(link.index)]
+        return [_to_qdisc(m) for m in ipr().get_qdiscs(index)]
 
 
 def root_tbf(dev: str) -> Tbf | None:
@@ -136,12 +133,15 @@ def has_ingress(dev: str) -> bool:
 
 def redirects(dev: str) -> list[Redirect]:
     """The mirred-redirect filters on `dev`'s ingress qdisc."""
-    link = links.get(dev)
-    if link is None or not has_ingress(dev):
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
+        return []
+    if not has_ingress(dev):
         return []
     out = []
     with rtnl.errors(f"list filters of {dev}"):
-        msgs = ipr().get_filters(link.index, parent=INGRESS_HANDLE)
+        msgs = ipr().get_filters(index, parent=INGRESS_HANDLE)
     for msg in msgs:
         opts = msg.get_attr("TCA_OPTIONS")
         act = opts.get_attr("TCA_U32_ACT") if opts is not None else None
@@ -156,13 +156,14 @@ def redirects(dev: str) -> list[Redirect]:
 
 
 def _delete(dev: str, what: str, handle: int, parent: int) -> bool:
-    link = links.get(dev)
-    if link is None:
+    try:
+        index = links.index_of(dev)
+    except NotFoundError:
         return False
     try:
         with rtnl.errors(f"delete {what} qdisc of {dev}"):
             # no kind: a kind would make pyroute2 encode (and require) its options
-            ipr().tc("del", index=link.index, handle=handle, parent=parent)
+            ipr().tc("del", index=index, handle=handle, parent=parent)
     except NotFoundError:
         return False
     except Exception as exc:  # EINVAL: no such qdisc on this device

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from tulle.cni import forward
+from tulle.cni import forward, install
 
 CONF = {"cniVersion": "0.4.0", "name": "n", "type": "bridge"}
 
@@ -34,7 +34,7 @@ class FakeAgent:
     def __init__(self, path: str, behaviour: str = "reply") -> None:
         self.path = path
         self.behaviour = behaviour
-        self.requests: list[dict] = []
+        self.requests: list[tuple[str, dict, bytes]] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(8)
@@ -54,12 +54,11 @@ class FakeAgent:
             return
         with conn:
             conn.settimeout(10)
-            msg = forward.read_message(conn)
-            self.requests.append(msg)
+            self.requests.append(forward.decode_request(forward.read_all(conn)))
             if self.behaviour == "reply":
-                conn.sendall(forward.encode({"stdout": '{"from": "agent"}\udcff', "code": 3}))
+                conn.sendall(forward.encode_reply(b'{"from": "agent"}\xff', 3))
             elif self.behaviour == "garbage":
-                conn.sendall(b"not json\n")
+                conn.sendall(b"not a netstring\n")
             # "die": close without a reply
 
     def close(self) -> None:
@@ -73,21 +72,27 @@ def conf_with(path: str) -> bytes:
 
 
 def test_wire_format_round_trip_keeps_any_bytes():
-    stdin = b'{"name": "n\xff"}\n'
-    msg = forward.request("bridge", {"CNI_COMMAND": "ADD", "PATH": "/bin", "CNI_IFNAME": "eth0"}, stdin)
-    assert msg["env"] == {"CNI_COMMAND": "ADD", "CNI_IFNAME": "eth0"}  # only CNI_* travels
-    line = forward.encode(msg)
-    assert line.count(b"\n") == 1 and line.endswith(b"\n")
-    kind, env, back = forward.parse_request(json.loads(line))
+    stdin = b'{"name": "n\xff"}\n,3:x,'
+    data = forward.encode_request("bridge", {"CNI_COMMAND": "ADD", "PATH": "/bin", "CNI_IFNAME": "eth0",
+                                             "CNI_ARGS": "A=b=c;\udcff"}, stdin)
+    kind, env, back = forward.decode_request(data)
     assert (kind, back) == ("bridge", stdin)
-    out, code = forward.parse_reply(json.loads(forward.encode(forward.reply(b"\x00\xfe ok", 1))))
-    assert (out, code) == (b"\x00\xfe ok", 1)
+    assert env == {"CNI_COMMAND": "ADD", "CNI_IFNAME": "eth0", "CNI_ARGS": "A=b=c;\udcff"}  # only CNI_* travels
+    assert forward.decode_reply(forward.encode_reply(b"\x00\xfe ok", 1)) == (b"\x00\xfe ok", 1)
+    assert forward.decode_reply(forward.encode_reply(b"", 0)) == (b"", 0)
 
 
-@pytest.mark.parametrize("message", [{"env": {}}, {"type": "x", "env": {"A": 1}}, {"type": "x", "env": {}, "stdin": 1}])
-def test_bad_requests_are_value_errors(message):
+@pytest.mark.parametrize("data", [b"", b"6:bridge,0:,", b"0:,0:,0:,", b"6:bridge,3:A=b,0:,x", b"6:bridge,5:A=b,0:,",
+                                  b"6:bridge,1:A,0:,", b"x:bridge,0:,0:,", b"99999999999999:", b"6:bridge;0:,0:,"])
+def test_bad_requests_are_value_errors(data):
     with pytest.raises(ValueError):
-        forward.parse_request(message)
+        forward.decode_request(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"1:x,0:,", b"1:0,", b"1:0,3:abc"])
+def test_bad_replies_are_value_errors(data):
+    with pytest.raises(ValueError):
+        forward.decode_reply(data)
 
 
 def test_socket_path_from_config():
@@ -118,7 +123,7 @@ def test_agent_reply_is_printed_exactly(sockdir):
     finally:
         agent.close()
     assert (out, code) == (b'{"from": "agent"}\xff', 3)
-    assert agent.requests[0]["type"] == "bridge" and agent.requests[0]["env"] == {"CNI_COMMAND": "ADD"}
+    assert agent.requests[0][:2] == ("bridge", {"CNI_COMMAND": "ADD"})
 
 
 @pytest.mark.parametrize("behaviour", ["die", "garbage"])
@@ -135,29 +140,43 @@ def test_agent_failing_mid_request_is_try_again(sockdir, behaviour):
 
 
 def _run_entry(stdin: bytes, env: dict) -> tuple[dict, bytes]:
-    """Run the executable's entry in a fresh interpreter; report its exit code and loaded modules."""
+    """Run the executable's entry as the installed executable does (`-IS`, explicit sys.path) and
+    report its exit code, the heavy modules it loaded, and which costly standard modules."""
     script = (
-        "import json, sys\n"
+        f"import os, sys\nsys.path[:0] = {install.import_paths()!r}\nbefore = set(sys.modules)\n"
+        "def exit_(code):\n    raise SystemExit(code)\n"
+        "os._exit = exit_  # entry.main ends with os._exit: turn it into something we can catch\n"
         "from tulle.cni import entry\n"
         "try:\n    entry.main('bridge')\nexcept SystemExit as e:\n    code = e.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2' or m.startswith("
+        "new = set(sys.modules) - before\n"
+        "heavy = sorted(m for m in new if m.split('.')[0] == 'pyroute2' or m.startswith("
         "('tulle.cni.skel', 'tulle.cni.plugins', 'tulle.kernel', 'tulle.cni.types')))\n"
-        "sys.stderr.write(json.dumps({'code': code, 'heavy': heavy}))\n"
+        "costly = sorted(m for m in ('json', 're', 'socket', 'typing', 'enum') if m in new)\n"
+        "import json\n"
+        "sys.stderr.write(json.dumps({'code': code, 'heavy': heavy, 'costly': costly}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], input=stdin, capture_output=True, timeout=60,
+    proc = subprocess.run([sys.executable, "-IS", "-c", script], input=stdin, capture_output=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin", **env})
     return json.loads(proc.stderr.decode().splitlines()[-1]), proc.stdout
 
 
 def test_forwarding_path_loads_only_the_standard_library(sockdir):
+    """Nothing of the plugin, and not even json/socket/typing: each would add milliseconds to every call."""
     path = os.path.join(sockdir, "a.sock")
     agent = FakeAgent(path)
     try:
         info, out = _run_entry(conf_with(path), {"CNI_COMMAND": "ADD"})
     finally:
         agent.close()
-    assert info == {"code": 3, "heavy": []}
+    assert info == {"code": 3, "heavy": [], "costly": []}
     assert out == b'{"from": "agent"}\xff'
+
+
+def test_socket_path_reads_json_like_json_does():
+    for doc in (b' {"agentSocket": "/a\\u00e9/b"}\n', b'{"x": [1, 2.5e3, null, true, {"y": NaN}], "agentSocket": "/s"}'):
+        assert forward.socket_path(doc) == json.loads(doc)["agentSocket"]
+    for bad in (b'{"agentSocket": "/s"', b'{"agentSocket": "/s"} trailing', b'\xff"agentSocket"', b'"agentSocket"'):
+        assert forward.socket_path(bad) == forward.DEFAULT_SOCKET
 
 
 def test_standalone_env_and_version_stay_local(sockdir):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from contextlib import ExitStack
+from functools import partial
 from dataclasses import dataclass, field
 
 from tulle.cni import attachment, iface, ipam, macspoof, masq, netconf, sandbox, veth
@@ -126,7 +127,8 @@ def ensure_bridge(conf: BridgeConf) -> bool:
             sysctl.ensure(f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)  # we own its routes
         except NotFoundError:
             pass
-        links.set_up(conf.bridge)
+        if link is None or not link.up:
+            links.set_up(conf.bridge)
     except BaseException:
         if created:
             links.delete(conf.bridge)
@@ -143,7 +145,8 @@ def remove_if_unused(bridge: str) -> None:
 
 def attach_port(conf: BridgeConf, port: str) -> None:
     links.set_master(port, conf.bridge)
-    links.set_bridge_port(port, hairpin=conf.hairpin)
+    if conf.hairpin:  # a new port starts with hairpin off
+        links.set_bridge_port(port, hairpin=True)
     if conf.vlan:
         links.add_bridge_vlan(port, conf.vlan, pvid=True, untagged=True)
         if not conf.preserve_default_vlan:
@@ -182,36 +185,35 @@ def cmd_add(call: Call) -> Result:
     conf = load_conf(call)
     netns = sandbox.require_netns(call.env.netns)
     ifname = call.env.ifname
-    sandbox.run(netns, iface.require_absent, ifname)
     tag = attachment.tag(call.name, call.env.container_id, ifname)
     result = Result(cni_version=call.version)
     with ExitStack() as undo:
-        leased = None
+        ips: list[IPConfig] = []
+        routes: list[Route] = []
+        bridge_addrs: list[IPInterface] = []
         if conf.ipam:
             leased = ipam.add(call)
             undo.callback(quietly(ipam.delete, call))
             if not leased.ips:
                 raise ConfigError(f"IPAM plugin {conf.ipam!r} returned no IP address")
+            ips, routes, bridge_addrs = plan_gateways(conf, leased.ips, leased.routes)
+            result.dns = leased.dns
         if ensure_bridge(conf):
             undo.callback(quietly(remove_if_unused, conf.bridge))
-        pair = veth.create(netns, ifname, mtu=conf.mtu, mac=conf.mac)
+        inside = partial(_configure_pod, ips=ips, routes=routes, enable_dad=conf.enable_dad) if ips else None
+        pair = veth.create(netns, ifname, mtu=conf.mtu, mac=conf.mac, inside=inside)
         undo.callback(quietly(veth.remove, pair.host))
         attach_port(conf, pair.host)
-
-        mtu = links.mtu_of(pair.host)
         result.add_interface(Interface(name=conf.bridge))
-        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=mtu))
-        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=mtu, sandbox=netns))
-        if leased is not None:
-            ips, routes, bridge_addrs = plan_gateways(conf, leased.ips, leased.routes)
-            for ip in ips:
-                ip.interface = pod_idx
-            sandbox.run(netns, _configure_pod, ifname, ips, routes, conf.enable_dad)
-            for gw in bridge_addrs:
-                ensure_gateway_addr(conf.bridge, gw, conf.force_address)
-            for version in sorted({gw.version for gw in bridge_addrs}):
-                enable_forwarding(version)
-            result.ips, result.routes, result.dns = ips, routes, leased.dns
+        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=pair.mtu))
+        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=pair.mtu, sandbox=netns))
+        for ip in ips:
+            ip.interface = pod_idx
+        for gw in bridge_addrs:
+            ensure_gateway_addr(conf.bridge, gw, conf.force_address)
+        for version in sorted({gw.version for gw in bridge_addrs}):
+            enable_forwarding(version)
+        result.ips, result.routes = ips, routes
         if conf.macspoofchk:
             macspoof.setup(tag, pair.host, pair.pod_mac)
             undo.callback(quietly(macspoof.teardown, tag))
@@ -230,9 +232,9 @@ def cmd_del(call: Call) -> None:
     """Idempotent; without the netns or a prevResult it still releases the lease and rules."""
     tag = attachment.tag(call.name, call.env.container_id, call.env.ifname)
     steps = Steps()
+    steps.run(masq.teardown, tag)
     steps.run(iface.remove_from_pod, call.env.netns, call.env.ifname)
     steps.run(ipam.delete, call)
-    steps.run(masq.teardown, tag)
     steps.run(macspoof.teardown, tag)
     steps.finish()
 

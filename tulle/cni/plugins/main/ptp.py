@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 from tulle.cni import attachment, iface, ipam, masq, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin
@@ -98,7 +99,6 @@ def cmd_add(call: Call) -> Result:
     conf = load_conf(call)
     netns = sandbox.require_netns(call.env.netns)
     ifname = call.env.ifname
-    sandbox.run(netns, iface.require_absent, ifname)
     tag = attachment.tag(call.name, call.env.container_id, ifname)
     with ExitStack() as undo:
         leased = ipam.add(call)
@@ -106,15 +106,18 @@ def cmd_add(call: Call) -> Result:
         if not leased.ips:
             raise ConfigError(f"IPAM plugin {conf.ipam!r} returned no IP address")
         require_gateways(leased.ips)
-        pair = veth.create(netns, ifname, mtu=conf.mtu)
+        ips = [IPConfig(ip.address, ip.gateway) for ip in leased.ips]
+        result_routes = list(leased.routes)
+        pair = veth.create(netns, ifname, mtu=conf.mtu,
+                           inside=partial(_setup_pod, ips=ips, result_routes=result_routes))
         undo.callback(quietly(veth.remove, pair.host))
-        result = Result(cni_version=call.version, routes=list(leased.routes),
+        result = Result(cni_version=call.version, routes=result_routes,
                         dns=leased.dns if conf.dns.empty() else conf.dns)
-        mtu = links.mtu_of(pair.host)
-        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=mtu))
-        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=mtu, sandbox=netns))
-        result.ips = [IPConfig(ip.address, ip.gateway, pod_idx) for ip in leased.ips]
-        sandbox.run(netns, _setup_pod, ifname, result.ips, result.routes)
+        result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=pair.mtu))
+        pod_idx = result.add_interface(Interface(name=ifname, mac=pair.pod_mac, mtu=pair.mtu, sandbox=netns))
+        for ip in ips:
+            ip.interface = pod_idx
+        result.ips = ips
         setup_host(pair.host, result.ips)
         if conf.ip_masq:
             masq.setup(tag, [ip.address for ip in result.ips])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 
 from tulle.cni import attachment, iface, ipam, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin
@@ -102,17 +103,15 @@ def cmd_add(call: Call) -> Result:
     conf = load_conf(call)
     netns = sandbox.require_netns(call.env.netns)
     ifname = call.env.ifname
-    sandbox.run(netns, iface.require_absent, ifname)
     with ExitStack() as undo:
         leased = ipam.add(call)
         undo.callback(quietly(ipam.delete, call))
         ips = pod_ips(leased)
         pair = veth.create(netns, ifname, mtu=conf.mtu, name=host_ifname(call.env.container_id, ifname),
-                           host_mac=HOST_MAC)
+                           host_mac=HOST_MAC, inside=partial(_setup_pod, ips=ips))
         undo.callback(quietly(veth.remove, pair.host))
-        sandbox.run(netns, _setup_pod, ifname, ips)
         setup_host(pair.host, ips)
-        mtu = links.require(pair.host).mtu
+        mtu = pair.mtu
         result = Result(cni_version=call.version, dns=leased.dns,
                         routes=[Route(dst=DEFAULT, gw=GATEWAY)])
         result.add_interface(Interface(name=pair.host, mac=pair.host_mac, mtu=mtu))
