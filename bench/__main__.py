@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only cni,churn,throughput,control] [--backends host-gw,vxlan,udp] …`
+"""`python -m bench [--quick] [--only cni,churn,throughput,control] [--backends host-gw,vxlan,udp,bgp] …`
 
 Runs the scenarios, writes bench/results/<id>.json and the markdown report
 (docs/benchmarks.md for a full run; --report elsewhere). Needs root (it makes
@@ -18,7 +18,7 @@ from bench import core, machine, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = ("cni", "churn", "throughput", "control")
-BACKENDS = ("host-gw", "vxlan", "udp")       # add "bgp" here (one word) once the lab supports it
+BACKENDS = ("host-gw", "vxlan", "udp", "bgp")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

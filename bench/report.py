@@ -130,11 +130,19 @@ def _churn(c: dict) -> list[str]:
             _table(["parallel", "peer", "ADD pods/s", "DEL pods/s", "ADD+DEL pods/s", "leaks"], rows), ""]
 
 
+_SAME_NODE = {"bridge": "same node (bridge; the same for host-gw, vxlan, udp)",
+              "routed": "same node (routed by the node; bgp's wiring)"}
+
+
 def _throughput(t: dict) -> list[str]:
     out = ["## Throughput and latency", "",
            f"iperf3 -t {t['seconds']} s, {t['rounds']} alternated rounds per path; Gbit/s medians (p90); "
            "RTT from `ping -i 0.01`. `tulle` = lab pods (real agents), `hand` = the same path wired by hand "
-           "with ip commands, `veth` = two netns on one veth pair.", ""]
+           "with ip commands, `veth` = two netns on one veth pair. Hand paths: host-gw = a cni0 bridge per node "
+           "and a route per remote subnet via its node; vxlan and udp = the same bridges and a VXLAN device with "
+           "static neighbour/FDB entries (udp has no in-kernel twin); bgp = routed pods as tulle-routed and BIRD "
+           "wire them (/32 host routes to the veths, proxy ARP, gateway 169.254.1.1, the remote block via the "
+           "other node's underlay address). Same-node paths are measured once per pod wiring.", ""]
     for backend, b in t["backends"].items():
         for where in ("cross_node", "same_node"):
             d = b.get(where)
@@ -147,7 +155,7 @@ def _throughput(t: dict) -> list[str]:
                              f"{fmt(d['rtt_ms'][path]['median'] * 1000)} / {fmt(d['rtt_ms'][path]['p90'] * 1000)}"])
             for name, rr in d["ratios"].items():
                 rows.append([name, fmt(rr["streams1"]) + "×", fmt(rr["streams4"]) + "×", fmt(rr["rtt"]) + "×"])
-            title = "same node (bridge; backend-independent)" if where == "same_node" else "across nodes"
+            title = _SAME_NODE[b.get("pod_wiring", "bridge")] if where == "same_node" else "across nodes"
             out += [f"### {backend}, {title} (pod MTU {b['pod_mtu']})", "",
                     _table(["path", "1 stream Gbit/s", "4 streams Gbit/s", "RTT µs median / p90"], rows), ""]
     return out
