@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 # etcd-server: the store tests start their own etcd inside a tulle-* netns.
-PACKAGES=(iproute2 nftables iperf3 iputils-ping containernetworking-plugins podman runc busybox-static conntrack etcd-server bird2)
+PACKAGES=(iproute2 nftables libnftables1 iperf3 iputils-ping containernetworking-plugins podman runc busybox-static conntrack etcd-server bird2)
 export DEBIAN_FRONTEND=noninteractive
 
 say() { echo "bootstrap: $*"; }
