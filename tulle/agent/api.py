@@ -5,21 +5,25 @@ the executable would run standalone — so both modes give identical results.
 Host-side work must happen where the caller runs, not where the agent runs: the
 server learns the caller's pid from SO_PEERCRED, opens /proc/<pid>/ns/net at
 once (the caller is blocked waiting for the reply, so its namespace is alive;
-the open fd keeps it so until the request is done) and runs the call on a
-thread entered into that namespace (`kernel.netns.run_in`, which also closes
-the thread's netlink socket). Nothing else is per request: no file, socket or
-thread outlives it.
+the open fd keeps it so until the request is done). A caller in the agent's own
+namespace (the usual case: runtime and agent on one host) is answered on the
+worker thread itself; any other on a thread entered into the caller's namespace
+(`kernel.netns.run_in`). Workers are kept for a while after a request, with
+their netlink socket, so a burst of calls does not pay a thread and a socket
+each; an idle server has no thread awake.
 
 Wire format: see tulle.cni.forward (one request per connection, netstrings
 each way, each side ended by a shutdown). Only root may use the socket: the
-file is 0600 in a 0700 directory, and a peer whose uid is not 0 gets a CNI error with code 5 (I/O failure,
-"permission denied") instead of service — the executable prints it as is.
+file is 0600 in a 0700 directory, and a peer whose uid is not 0 gets a CNI
+error with code 5 (I/O failure, "permission denied") instead of service — the
+executable prints it as is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import stat
 import struct
@@ -36,6 +40,7 @@ DEFAULT_SOCKET = forward.DEFAULT_SOCKET
 PERMISSION_DENIED = 5      # the spec's I/O failure: the closest code to EACCES
 NOT_AVAILABLE = 50         # the spec's "plugin not available"
 INTERNAL = 999
+WORKER_IDLE = 60.0         # seconds a worker waits for the next call before it ends
 
 Observe = Callable[[str, str, float, int], None]
 Handler = Callable[[str, Mapping[str, str], bytes], "tuple[bytes, int]"]
@@ -84,7 +89,11 @@ class CniServer:
         self._inode: tuple[int, int] | None = None
         self._acceptor: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
+        self._busy: set[threading.Thread] = set()
+        self._idle = 0
+        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._own_netns: tuple[int, int] | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -93,6 +102,8 @@ class CniServer:
         if self._listener is not None:
             raise TulleError("CniServer already started")
         self._listener = self._bind()
+        st = os.stat("/proc/thread-self/ns/net")  # workers start from here, so they live in this netns
+        self._own_netns = (st.st_dev, st.st_ino)
         self._acceptor = threading.Thread(target=self._accept_loop, name="cni-accept", daemon=True)
         self._acceptor.start()
         log.info("serving CNI requests on %s", self.socket_path)
@@ -109,7 +120,11 @@ class CniServer:
             self._acceptor.join()
             self._acceptor = None
         deadline = time.monotonic() + self.drain_timeout
-        for worker in self.in_flight():
+        with self._lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._queue.put(None)  # each worker ends after its current call
+        for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         left = len(self.in_flight())
         if left:
@@ -127,8 +142,9 @@ class CniServer:
         self.close()
 
     def in_flight(self) -> list[threading.Thread]:
+        """The workers answering a call right now."""
         with self._lock:
-            return list(self._workers)
+            return list(self._busy)
 
     # --- socket file -----------------------------------------------------------
 
@@ -197,10 +213,44 @@ class CniServer:
                     log.error("accept on %s failed: %s", self.socket_path, exc)
                     time.sleep(0.2)
                 continue
-            worker = threading.Thread(target=self._serve, args=(conn,), name="cni-request", daemon=True)
             with self._lock:
-                self._workers.add(worker)
-            worker.start()
+                spawn = self._idle == 0
+                self._idle -= 0 if spawn else 1  # that idle worker is taken
+            self._queue.put(conn)
+            if spawn:
+                worker = threading.Thread(target=self._work, name="cni-worker", daemon=True)
+                with self._lock:
+                    self._workers.add(worker)
+                worker.start()
+
+    def _work(self) -> None:
+        """Answer calls until idle for WORKER_IDLE seconds or told to stop (None)."""
+        from tulle.kernel import rtnl
+
+        me = threading.current_thread()
+        try:
+            conn = self._queue.get()
+            while conn is not None:
+                with self._lock:
+                    self._busy.add(me)
+                try:
+                    self._serve(conn)
+                finally:
+                    with self._lock:
+                        self._busy.discard(me)
+                        self._idle += 1
+                try:
+                    conn = self._queue.get(timeout=WORKER_IDLE)
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle > 0 and self._queue.empty():
+                            self._idle -= 1
+                            return
+                    conn = self._queue.get()  # a call was handed to us just now
+        finally:
+            with self._lock:
+                self._workers.discard(me)
+            rtnl.close()  # this thread's netlink socket
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -210,8 +260,6 @@ class CniServer:
         except Exception:  # one bad connection must never take the server down
             log.exception("CNI request failed")
         finally:
-            with self._lock:
-                self._workers.discard(threading.current_thread())
             self._slots.release()
 
     def _answer(self, conn: socket.socket) -> None:
@@ -261,6 +309,9 @@ class CniServer:
         from tulle.kernel import netns
 
         try:
+            st = os.fstat(ns_fd)
+            if (st.st_dev, st.st_ino) == self._own_netns:
+                return self.handler(kind, env, stdin)  # already there: no thread, socket reused
             return netns.run_in(f"/proc/self/fd/{ns_fd}", self.handler, kind, env, stdin)
         except Exception as exc:  # entering the netns failed, or a handler bug
             log.exception("CNI %s %s failed in the agent", kind, env.get("CNI_COMMAND", ""))

@@ -181,10 +181,17 @@ def test_parallel_adds_get_distinct_addresses_and_leak_nothing(agent, cni_bin, p
     assert all(r.ok for r in dels)
     assert h.veths(host_ns) == [] and h.link_names(pod_ns) == {"lo"}
     assert sum(1 for c in agent.calls if c[1] == "ADD") == 10
-    # the long-lived process keeps no fd (netns, netlink, lock files) or thread per request
+    # the long-lived process keeps nothing per request: idle workers (each with its netlink
+    # socket) are bounded by the burst's concurrency, and close() ends them all
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (agent.in_flight() or threading.active_count() > threads_before):
+    while time.monotonic() < deadline and agent.in_flight():
         time.sleep(0.05)
+    workers = threading.active_count() - threads_before
+    assert 1 <= workers <= 10
+    for i in range(10):  # sequential calls reuse the idle workers
+        assert cni("bridge", "DEL", conf, netns=pod_ns, host_ns=host_ns, container_id=f"c{i}").ok
+    assert threading.active_count() - threads_before <= workers
+    agent.close()
     assert threading.active_count() <= threads_before
     assert len(os.listdir("/proc/self/fd")) <= fds_before
 
@@ -284,3 +291,23 @@ def test_server_socket_lifecycle(make_netns, sockdir):
         f.write("not a socket")
     with pytest.raises(Exception, match="not a socket"):
         CniServer(path).start()
+
+
+def test_idle_workers_end_and_an_idle_server_has_no_worker(make_netns, sockdir, monkeypatch):
+    from tulle.agent import api
+
+    monkeypatch.setattr(api, "WORKER_IDLE", 0.2)
+    server = CniServer(os.path.join(sockdir, "idle.sock"), handler=lambda kind, env, stdin: (b"{}", 0))
+    netns.run_in(make_netns("agent"), server.start)
+    try:
+        threads = threading.active_count()
+        conf = json.dumps({"agentSocket": server.socket_path}).encode()
+        assert forward.try_forward("bridge", {"CNI_COMMAND": "ADD"}, conf) == (b"{}", 0)
+        assert threading.active_count() == threads + 1  # the worker waits for the next call
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and threading.active_count() > threads:
+            time.sleep(0.05)
+        assert threading.active_count() == threads
+        assert forward.try_forward("bridge", {"CNI_COMMAND": "DEL"}, conf) == (b"{}", 0)  # a new one serves
+    finally:
+        server.close()
