@@ -137,6 +137,7 @@ def run(sandbox: core.Sandbox, cycles: int = 30, warmup: int = 2) -> dict:
 
         core.alternate(cycles, {name: measure(name) for name in peers.peers})
         profile = import_profile(peers)
+        inside = agent_profile(peers) if "agent" in peers.peers else None
     finally:
         peers.close()
     stats = {p: {v: core.summary(xs) for v, xs in d.items()} for p, d in samples.items()}
@@ -145,7 +146,8 @@ def run(sandbox: core.Sandbox, cycles: int = 30, warmup: int = 2) -> dict:
         ratios[p] = {v: {"median": core.ratio(stats[p][v]["median"], stats["reference"][v]["median"]),
                          "p90": core.ratio(stats[p][v]["p90"], stats["reference"][v]["p90"])}
                      for v in VERBS + ("cycle",)}
-    return {"cycles": cycles, "stats": stats, "ratios": ratios, "samples": samples, "profile": profile}
+    return {"cycles": cycles, "stats": stats, "ratios": ratios, "samples": samples, "profile": profile,
+            "agent_profile": inside}
 
 
 # --- where a standalone ADD spends its time -----------------------------------------------
@@ -195,3 +197,65 @@ def _shebang_flags(exe: str) -> list[str]:
         first = f.readline().strip()
     parts = first[2:].split()
     return parts[1:]
+
+
+# --- where the agent's share of a call goes -------------------------------------------------
+
+def agent_profile(peers: Peers, cycles: int = 10, top: int = 8) -> dict:
+    """The agent's work per verb, run in-process (as a CniServer worker runs it) under cProfile.
+
+    Per verb: the median in-process time, the netlink requests made through
+    pyroute2 and the nftables calls (count and ms per call of the verb), and
+    the tulle functions with the most cumulative time. Work on the pod's side
+    runs on a thread of its own and shows as the caller's wait (sandbox.run).
+    """
+    import cProfile
+    import pstats
+
+    from tulle.agent.api import run_plugin
+
+    peer = peers.peers["agent"]
+    conf = netconf(peer.data_dir, peer.sock)
+    times: dict[str, list[float]] = {v: [] for v in VERBS}
+    profiles = {v: cProfile.Profile() for v in VERBS}
+
+    def verb(command: str, c: dict) -> bytes:
+        prof = profiles[command]
+        with core.Timer() as t:
+            prof.enable()
+            out, code = run_plugin("bridge", peer.environ(command, "inproc", peer.pod), json.dumps(c).encode())
+            prof.disable()
+        if code != 0:
+            raise RuntimeError(f"in-process {command} failed: {out.decode(errors='replace')}")
+        times[command].append(t.seconds)
+        return out
+
+    def go() -> None:
+        for _ in range(cycles):
+            with_prev = dict(conf, prevResult=json.loads(verb("ADD", conf)))
+            verb("CHECK", with_prev)
+            verb("DEL", with_prev)
+
+    netns.run_in(peer.host, go)
+    out = {}
+    for command, prof in profiles.items():
+        stats = pstats.Stats(prof).stats  # (file, line, func) -> (calls, _, own s, cumulative s, callers)
+        per = lambda x: x / cycles  # noqa: E731 — per call of the verb
+        netlink = [v for k, v in stats.items() if "pyroute2" in k[0] and k[2] == "_run_with_cleanup"]
+        nft_calls = [v for k, v in stats.items() if k[0].endswith("tulle/kernel/nft.py") and k[2] == "_run"]
+        funcs = sorted(((f"{_module(k[0])}.{k[2]}", v[3]) for k, v in stats.items()
+                        if "/tulle/" in k[0] and k[2] not in ("handle", "_dispatch", "run_plugin", "<lambda>")),
+                       key=lambda x: -x[1])
+        out[command] = {
+            "in_process_ms": core.summary(times[command])["median"] * 1000,
+            "netlink_requests": per(sum(v[0] for v in netlink)), "netlink_ms": per(sum(v[3] for v in netlink)) * 1000,
+            "nft_calls": per(sum(v[0] for v in nft_calls)), "nft_ms": per(sum(v[3] for v in nft_calls)) * 1000,
+            "top": [{"function": name, "ms": per(sec) * 1000} for name, sec in funcs[:top]],
+        }
+    return out
+
+
+def _module(path: str) -> str:
+    """tulle/cni/plugins/main/bridge.py -> cni.plugins.main.bridge"""
+    rel = path.split("/tulle/", 1)[-1]
+    return rel[:-3].replace("/", ".") if rel.endswith(".py") else rel

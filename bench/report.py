@@ -111,6 +111,18 @@ def _cni(c: dict) -> list[str]:
         out.append(f"- `-X importtime` of one {name} ADD (shebang `{prof['shebang']}`): "
                    f"{prof['total_ms']:.0f} ms of imports; top (ms): {top}")
     out.append("")
+    inside = c.get("agent_profile")
+    if inside:
+        out += ["The agent's share, run in-process under cProfile (10 cycles; ms per call of the verb, "
+                "cumulative, so nested functions overlap; the profiler roughly doubles Python-heavy code such as "
+                "pyroute2's request path; pod-side work shows as the wait in `sandbox.run`):", ""]
+        rows = []
+        for verb, p in inside.items():
+            top = ", ".join(f"{t['function']} {t['ms']:.1f}" for t in p["top"][:6])
+            rows.append([verb, _ms(p["in_process_ms"] / 1000), f"{p['netlink_requests']:.0f} / {p['netlink_ms']:.1f} ms",
+                         f"{p['nft_calls']:.0f} / {p['nft_ms']:.1f} ms", top])
+        out += [_table(["verb", "in-process", "netlink requests (pyroute2)", "nft calls (libnftables)",
+                        "top tulle functions (ms)"], rows), ""]
     return out
 
 
