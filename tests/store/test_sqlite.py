@@ -1,15 +1,23 @@
 """SQLite-only behaviour: several processes on one file, history trimming,
-lazy lease expiry by whichever client comes next, files that cannot be opened."""
+lazy lease expiry by whichever client comes next, files that cannot be opened,
+and a watch that blocks on inotify instead of polling (with a backing-off poll
+when inotify is not available)."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import pytest
 
 from tulle.store import Compacted, StoreUnavailable, open_store
+from tulle.store import sqlite as sqlite_mod
 from tulle.store.sqlite import SqliteStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 KEYS = [f"/coreos.com/network/subnets/10.244.{i}.0-24" for i in range(20)]
 
@@ -126,3 +134,95 @@ def test_unusable_file(tmp_path, make):
     assert f"sqlite://{path}" in str(info.value)
     if make == "garbage":
         assert os.path.getsize(path) == len(b"not a database") * 500
+
+
+# -- watch without polling -------------------------------------------------------
+
+def _counting(store: SqliteStore) -> dict[str, int]:
+    """Count the event-log reads a watch makes (each is one wake-up)."""
+    calls = {"n": 0}
+    real = store._events_since
+
+    def counted(prefix, rev):
+        calls["n"] += 1
+        return real(prefix, rev)
+
+    store._events_since = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_idle_watch_reads_once(tmp_path):
+    """Nothing changes: the watcher blocks on inotify and reads the log only at the start."""
+    store = SqliteStore(str(tmp_path / "s.db"))
+    _, rev = store.list("/")
+    calls = _counting(store)
+    assert store.watch("/", rev + 1, 1.0) == []
+    assert calls["n"] == 1
+    store.close()
+
+
+def test_other_files_in_the_directory_do_not_wake(tmp_path):
+    from tulle.store import inotify
+
+    (tmp_path / "s.db").write_bytes(b"")
+    with inotify.DirWatch(str(tmp_path), {"s.db"}) as watch:
+        inotify.touch(str(tmp_path / "state.json"))   # not there: nothing happens
+        (tmp_path / "other").write_text("x")
+        inotify.touch(str(tmp_path / "other"))
+        assert watch.wait(0.2) is False
+        inotify.touch(str(tmp_path / "s.db"))
+        assert watch.wait(10) is True
+
+
+_WRITER = """
+import sys, time
+from tulle.store import open_store
+time.sleep(0.3)
+s = open_store(sys.argv[1])
+s.put("/w/late", b"from another process")
+s.close()
+"""
+
+
+def test_commit_in_another_process_wakes_the_watcher(tmp_path):
+    """Agents are separate processes sharing the file: the writer's commit wakes the watch."""
+    path = str(tmp_path / "s.db")
+    store = SqliteStore(path)
+    _, rev = store.list("/w/")
+    calls = _counting(store)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, f"sqlite://{path}"], cwd=ROOT)
+    try:
+        events = store.watch("/w/", rev + 1, 60)
+    finally:
+        assert proc.wait(60) == 0
+    assert [(e.type, e.kv.key, e.kv.value) for e in events] == [("put", "/w/late", b"from another process")]
+    assert calls["n"] <= 4    # start, the writer's schema commit and its put (a 50 ms poll: > 6)
+    store.close()
+
+
+def test_watch_wakes_when_a_lease_is_due(tmp_path):
+    """Expiry is lazy: with no other client, the watcher itself wakes at the due time and expires it."""
+    store = SqliteStore(str(tmp_path / "s.db"))
+    kv = store.create("/l/k", b"v", lease=store.grant(1))
+    events = store.watch("/l/", kv.mod_revision + 1, 60)
+    assert [(e.type, e.kv.key) for e in events] == [("delete", "/l/k")]
+    store.close()
+
+
+def test_without_inotify_the_poll_backs_off(tmp_path, monkeypatch):
+    from tulle.store import inotify
+
+    def unavailable(*a, **kw):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(inotify, "DirWatch", unavailable)
+    store = SqliteStore(str(tmp_path / "s.db"))
+    _, rev = store.list("/")
+    calls = _counting(store)
+    assert store.watch("/", rev + 1, 1.0) == []
+    assert calls["n"] <= 7                       # 50, 100, 200, 400 ms ...: not 20 reads
+    assert store._poll == sqlite_mod.POLL_MAX
+    store.put("/k", b"v")                        # still sees changes, and polls fast again after them
+    assert [e.kv.key for e in store.watch("/", rev + 1, 10)] == ["/k"]
+    assert store._poll == sqlite_mod.POLL_INTERVAL
+    store.close()

@@ -1,10 +1,13 @@
 """The set of remote leases as a pure function of store snapshots and events.
 
-The daemon keeps a `LeaseSet` (subnet → Lease). A full listing replaces it
+The daemon keeps a `LeaseMap` (subnet → Lease). A full listing replaces it
 (`from_snapshot`), a batch of watch events updates it (`apply`), and `diff`
-says what changed between two sets (for logs and counters). Backends do not
-get the diff: `sync` always receives the complete remote set, which makes a
-missed event harmless (the next tick converges anyway).
+says what changed between two maps: the daemon logs it and, when it is not
+empty, has the backend apply the change (`update`). Backends still receive the
+complete remote set, never the diff: each compares what it wants for that set
+with what it last wrote (one lease's cross-checks, such as overlapping subnets
+or a VtepMAC used twice, depend on the others), and a missed event is harmless
+(the next tick converges anyway).
 """
 
 from __future__ import annotations

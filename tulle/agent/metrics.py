@@ -21,10 +21,13 @@ succeeded, else 503 with the reason; GET /metrics serves the exposition.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import math
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from tulle.errors import ConfigError
@@ -32,6 +35,8 @@ from tulle.errors import ConfigError
 Labels = tuple[tuple[str, str], ...]
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ACCEPT_RETRY = 0.1   # seconds before accepting again after a failed accept()
+CLOSE_WAIT = 5.0     # seconds close() waits for the serving thread
 
 
 def _escape(value: str) -> str:
@@ -251,14 +256,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """http.server on its own daemon thread; `close()` stops it and frees the port."""
+    """http.server on its own daemon thread; `close()` stops it and frees the port.
+
+    The thread blocks in accept() (no timeout): an idle agent has no wake-ups for
+    metrics. close() shuts the listening socket down, which makes that accept()
+    fail at once (Linux), and the thread ends; each request is served on a thread
+    of its own (ThreadingHTTPServer's process_request).
+    """
 
     def __init__(self, addr: str) -> None:
         host, port = parse_addr(addr)
         cls = http.server.ThreadingHTTPServer
         if ":" in host:
-            import socket
-
             cls = type("V6Server", (http.server.ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
         try:
             self._server = cls((host, port), _Handler)
@@ -266,14 +275,33 @@ class MetricsServer:
             raise ConfigError(f"cannot serve metrics on {addr}: {exc.strerror or exc}") from None
         self._server.daemon_threads = True
         self.address = self._server.server_address
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="tulle-metrics", daemon=True)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tulle-metrics", daemon=True)
 
     def start(self) -> "MetricsServer":
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        server = self._server
+        while not self._closing.is_set():
+            try:
+                conn, peer = server.socket.accept()
+            except OSError:
+                if self._closing.is_set():
+                    return                 # close() shut the socket down
+                time.sleep(ACCEPT_RETRY)   # out of descriptors, aborted handshake: try again
+                continue
+            try:
+                server.process_request(conn, peer)
+            except Exception:  # noqa: BLE001 - as socketserver does: drop that request, keep serving
+                server.handle_error(conn, peer)
+                server.shutdown_request(conn)
+
     def close(self) -> None:
+        self._closing.set()
+        with contextlib.suppress(OSError):   # never listened, or already shut down
+            self._server.socket.shutdown(socket.SHUT_RDWR)
         if self._thread.is_alive():
-            self._server.shutdown()
+            self._thread.join(CLOSE_WAIT)
         self._server.server_close()

@@ -61,13 +61,14 @@ def _add_demo(sub) -> None:
 
 def _agent_run(args: argparse.Namespace) -> int:
     """The node agent, in the calling process's netns, until SIGTERM."""
-    from tulle.agent.daemon import Options, run
+    from tulle.agent.daemon import DEFAULT_RECONCILE_INTERVAL, Options, run
 
     return run(Options(
         node=args.node, store=args.store, prefix=args.prefix, public_ip=args.public_ip, iface=args.iface,
         socket=args.socket, subnet_file=args.subnet_file, state_dir=args.state_dir,
         metrics_addr=args.metrics_addr, backend=args.backend, ip_masq=not args.no_ip_masq,
-        reconcile_interval=args.reconcile_interval, lease_ttl=args.lease_ttl, renew_margin=args.renew_margin))
+        reconcile_interval=DEFAULT_RECONCILE_INTERVAL if args.reconcile_interval is None else args.reconcile_interval,
+        lease_ttl=args.lease_ttl, renew_margin=args.renew_margin))
 
 
 def _agent_init_network(args: argparse.Namespace) -> int:
@@ -103,7 +104,8 @@ def _add_agent(sub) -> None:
     p.add_argument("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default: off)")
     p.add_argument("--backend", help="must match the network config's Backend.Type when given")
     p.add_argument("--no-ip-masq", action="store_true", help="do not masquerade traffic leaving the cluster")
-    p.add_argument("--reconcile-interval", type=float, default=5.0, metavar="SECONDS", help="default %(default)s")
+    p.add_argument("--reconcile-interval", type=float, metavar="SECONDS",
+                   help="full converge (repairs drift) at least this often (default 30)")
     p.add_argument("--lease-ttl", type=int, default=24 * 3600, metavar="SECONDS",
                    help="subnet lease TTL (default 24 h, as Flannel)")
     p.add_argument("--renew-margin", type=float, default=3600, metavar="SECONDS",

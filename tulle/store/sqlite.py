@@ -11,20 +11,29 @@ Why it is shaped like this:
   the store next (inside its write transaction, or in a short one of its own
   before a read), so expired keys are never visible and their delete events
   reach every watcher.
-- Watch polls the event log (WAL mode: readers never block the writer).
+- Watch reads the event log (WAL mode: readers never block the writer) and,
+  when there is nothing new, blocks until a commit instead of polling: every
+  write touches the database file after COMMIT and watchers wait on inotify
+  for that (tulle/store/inotify.py), so an idle agent does not wake and a
+  change reaches watchers in other processes at once. A watcher also wakes
+  when the earliest lease is due, to expire it. Without inotify (instance
+  limit reached) it polls, backing off from 50 ms to 1 s while nothing
+  changes.
 - `sqlite://:memory:` gives the same semantics in memory: a fake with the real
   behaviour for pure-logic tests (one process only).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
+from tulle.store import inotify
 from tulle.store.base import (
     KV,
     Compacted,
@@ -38,7 +47,9 @@ from tulle.store.base import (
 
 DEFAULT_HISTORY = 1000
 BUSY_TIMEOUT = 10.0
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.05   # fallback poll (no inotify): first interval, doubling while idle ...
+POLL_MAX = 1.0         # ... up to this
+EXPIRY_SLACK = 0.01    # a watcher wakes this long after a lease is due, to expire it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -72,9 +83,12 @@ class SqliteStore:
         self.path = path
         self.history = max(1, history)
         self._clock = clock
-        self._poll = poll_interval
+        self._poll_min = self._poll = poll_interval
         self._lock = threading.RLock()
         memory = path == ":memory:"
+        self._file = None if memory else os.path.abspath(path)   # touched after each commit
+        self._commits = 0                                       # in memory: commits so far ...
+        self._committed = threading.Condition()                 # ... and their signal
         if not memory:
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
@@ -111,6 +125,16 @@ class SqliteStore:
                 raise
             else:
                 self._db.execute("COMMIT")
+                self._notify()
+
+    def _notify(self) -> None:
+        """A commit is visible: wake the watchers (other processes through inotify)."""
+        if self._file is not None:
+            inotify.touch(self._file)
+            return
+        with self._committed:
+            self._commits += 1
+            self._committed.notify_all()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -267,7 +291,8 @@ class SqliteStore:
                 self._set_meta(db, "compacted", revision)
                 db.execute("DELETE FROM events WHERE revision < ?", (revision,))
 
-    def _events_since(self, prefix: str, start_revision: int) -> list[Event]:
+    def _events_since(self, prefix: str, start_revision: int) -> tuple[list[Event], float]:
+        """The events, and the seconds until the earliest lease is due (inf: none)."""
         with self._read() as db:
             compacted = self._meta(db, "compacted")
             if start_revision < compacted:
@@ -277,16 +302,40 @@ class SqliteStore:
                 "SELECT revision, type, key, value, create_rev, version, lease FROM events"
                 " WHERE revision >= ? AND substr(key, 1, ?) = ? ORDER BY id",
                 (start_revision, len(prefix), prefix)).fetchall()
-        return [Event(t, KV(k, bytes(v), c, r, ver, lease), r) for r, t, k, v, c, ver, lease in rows]
+            (due,) = db.execute("SELECT MIN(expires) FROM leases").fetchone()
+        due_in = float("inf") if due is None else max(0.0, due - self._clock()) + EXPIRY_SLACK
+        return [Event(t, KV(k, bytes(v), c, r, ver, lease), r) for r, t, k, v, c, ver, lease in rows], due_in
 
     def watch(self, prefix: str, start_revision: int, timeout: float) -> list[Event]:
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            events = self._events_since(prefix, start_revision)
-            left = deadline - time.monotonic()
-            if events or left <= 0:
-                return events
-            time.sleep(min(self._poll, left))
+        with self._listen() as commits:   # listening before the first read: no commit falls between
+            while True:
+                events, due_in = self._events_since(prefix, start_revision)
+                left = deadline - time.monotonic()
+                if events or left <= 0:
+                    if events:
+                        self._poll = self._poll_min
+                    return events
+                if due_in < left:
+                    commits.wait(due_in)          # then read again: the lease is expired on the way
+                elif not commits.wait(left):
+                    return []                     # the deadline, and surely no commit
+
+    @contextmanager
+    def _listen(self) -> Iterator[_Waiter]:
+        """What a watcher blocks on until the next commit (see the module docstring)."""
+        if self._file is None:
+            yield _MemoryCommits(self)
+            return
+        try:
+            watch = inotify.DirWatch(os.path.dirname(self._file), {os.path.basename(self._file)})
+        except OSError as exc:
+            _warn_once(f"store sqlite://{self.path}: no inotify ({exc.strerror}); watchers poll every "
+                       f"{self._poll_min:g}..{POLL_MAX:g} s instead")
+            yield _Backoff(self)
+            return
+        with watch:
+            yield watch
 
     def close(self) -> None:
         with self._lock:
@@ -294,3 +343,50 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
+
+
+# -- what a watcher waits on ------------------------------------------------------
+
+
+class _Waiter(Protocol):
+    def wait(self, timeout: float) -> bool:
+        """Block until a commit may have happened (True) or `timeout` seconds passed without one (False)."""
+        ...
+
+
+class _MemoryCommits:
+    """`sqlite://:memory:` lives in one process: commits signal a condition."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._seen = store._commits
+
+    def wait(self, timeout: float) -> bool:
+        store = self._store
+        with store._committed:
+            store._committed.wait_for(lambda: store._commits != self._seen, timeout)
+            changed, self._seen = store._commits != self._seen, store._commits
+        return changed
+
+
+class _Backoff:
+    """No inotify: sleep, doubling the interval while nothing changes (reset by events);
+    it cannot know whether something was committed, so the log is always read again."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def wait(self, timeout: float) -> bool:
+        store = self._store
+        time.sleep(max(0.0, min(store._poll, timeout)))
+        store._poll = min(store._poll * 2, POLL_MAX)
+        return True
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        logging.getLogger(__name__).warning(msg)

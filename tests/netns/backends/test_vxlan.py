@@ -150,3 +150,50 @@ def test_direct_routing_same_segment_only(cluster):
     # teardown also removes the direct route that lives on the underlay device.
     n1.run(backends[0].teardown)
     assert _state(n1)["routes"] == {}
+
+
+def test_update_writes_only_the_change(cluster, monkeypatch):
+    """The store-change path: update() adds and removes exactly one lease's entries without
+    reading the kernel back (drift stays until the tick's sync), and converges fully when it
+    has no last pass or a write fails."""
+    nodes, backends, leases = cluster([0, 0, 0])
+    n1, b1 = nodes[0], backends[0]
+    n2l, n3l = leases[1], leases[2]
+    n1.run(b1.update, [n2l])                         # no last pass yet: a full sync
+    assert set(_state(n1)["routes"]) == {n2l.subnet}
+
+    n1.run(neigh.delete, DEV, n2l.subnet.network_address)   # drift update() must not see
+
+    def no_dump(*a, **kw):
+        raise AssertionError("update() read the kernel back")
+
+    with monkeypatch.context() as m:
+        for mod, name in ((neigh, "list_on"), (neigh, "fdb_list"), (routes, "list_routes")):
+            m.setattr(mod, name, no_dump)
+        n1.run(b1.update, [n2l, n3l])                # n3 joins
+    s = _state(n1)
+    assert set(s["routes"]) == {n2l.subnet, n3l.subnet}
+    assert s["neigh"] == {n3l.subnet.network_address: n3l.backend_data["VtepMAC"]}   # n2's still missing
+    assert s["fdb"] == {(l.backend_data["VtepMAC"], l.public_ip) for l in (n2l, n3l)}
+    n1.run(b1.sync, [n2l, n3l])                      # the tick repairs the drift
+    assert len(_state(n1)["neigh"]) == 2
+    n2, n3 = nodes[1], nodes[2]
+    n2.run(backends[1].sync, [leases[0], n3l])
+    n3.run(backends[2].sync, [leases[0], n2l])
+
+    with monkeypatch.context() as m:
+        for mod, name in ((neigh, "list_on"), (neigh, "fdb_list"), (routes, "list_routes")):
+            m.setattr(mod, name, no_dump)
+        n1.run(b1.update, [n3l])                     # n2 leaves
+    s = _state(n1)
+    assert set(s["routes"]) == {n3l.subnet}
+    assert s["neigh"] == {n3l.subnet.network_address: n3l.backend_data["VtepMAC"]}
+    assert s["fdb"] == {(n3l.backend_data["VtepMAC"], n3l.public_ip)}
+    assert topo.ping(n1.pod_ns, n3.pod_ip)
+
+    n1.run(links.delete, DEV)                        # a write into a VTEP that is gone fails:
+    n1.run(b1.update, [n2l, n3l])                    # update() converges fully instead
+    s = _state(n1)
+    assert s["link"].mac == leases[0].backend_data["VtepMAC"]
+    assert (len(s["neigh"]), len(s["fdb"]), len(s["routes"])) == (2, 2, 2)
+    assert topo.ping(n1.pod_ns, n3.pod_ip) and topo.ping(n1.pod_ns, n2.pod_ip)

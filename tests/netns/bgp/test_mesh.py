@@ -49,7 +49,9 @@ def test_mesh_routes_pods_join_leave(bgplab):
     for n in nodes + [n4]:
         wait_for(f"{n.name}: 3 sessions Established", lambda n=n: lab.established(n, 3), logs=lab.logs)
     p4 = lab.add_pod(n4, "pn4")
-    assert lab.unreachable([pods[0], p4]) == []
+    # n4's new block reaches the peers over BGP a few tens of ms after its claim (as the late pod above)
+    wait_for("n4's pod and n1's pod reach each other", lambda: lab.unreachable([pods[0], p4]) == [],
+             timeout=3.0, logs=lab.logs)
     assert {n.name: lab.bird_pid(n) for n in nodes} == pids
 
     # BIRD on n4 stops (crash-like: the agent is killed first): the others withdraw its block

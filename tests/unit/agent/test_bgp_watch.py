@@ -27,7 +27,7 @@ def test_a_block_change_triggers_sync_and_is_no_lease(env, monkeypatch):
         wait_for(lambda: len(watcher.synced) == 1)        # the start pass
         store.put(f"{DEFAULT_PREFIX}/blocks/10.244.3.0-26", b'{"Affinity": "n2", "Allocations": {}}')
         wait_for(lambda: len(watcher.synced) == 2)
-        assert watcher.synced[-1] == []                   # a block key is not a lease
+        assert watcher.passes[-1] == ("update", [])       # a block key is not a lease
         assert len(agent.leases) == 1                     # only our own
     finally:
         agent.stop_event.set()

@@ -1,5 +1,6 @@
-"""The agent's loop with a fake backend and no kernel: sync on change, re-list after
-compaction, retake a deleted own lease, renew, and stop."""
+"""The agent's loop with a fake backend and no kernel: update on a store change, a full
+sync at start, on every tick and after compaction, retake a deleted own lease, renew,
+and stop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from tulle.agent import daemon, masquerade, metrics, netconfig
 from tulle.agent.backends import base
 from tulle.agent.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
-from tulle.errors import ExhaustedError
+from tulle.errors import ExhaustedError, TulleError
 from tulle.store import Compacted, open_store
 
 
@@ -21,8 +22,13 @@ class FakeBackend:
 
     def __init__(self) -> None:
         self.started: list[Lease] = []
-        self.synced: list[list[str]] = []
+        self.passes: list[tuple[str, list[str]]] = []   # ("sync" | "update", remote subnets)
         self.stopped = self.torn_down = False
+
+    @property
+    def synced(self) -> list[list[str]]:
+        """The remote subnets of every pass, sync or update."""
+        return [subnets for _, subnets in self.passes]
 
     def prepare(self) -> base.BackendInfo:
         return base.BackendInfo(backend_data={"fake": 1}, mtu=1400)
@@ -31,7 +37,10 @@ class FakeBackend:
         self.started.append(own)
 
     def sync(self, remotes: list[Lease]) -> None:
-        self.synced.append(sorted(str(l.subnet) for l in remotes))
+        self.passes.append(("sync", sorted(str(l.subnet) for l in remotes)))
+
+    def update(self, remotes: list[Lease]) -> None:
+        self.passes.append(("update", sorted(str(l.subnet) for l in remotes)))
 
     def stop(self) -> None:
         self.stopped = True
@@ -86,9 +95,12 @@ def test_loop(env):
     thread.start()
     try:
         wait_for(lambda: fake.synced and fake.synced[-1] == [])
+        assert fake.passes[0] == ("sync", [])                       # start: a full converge
         key = put_remote(store, "10.244.250.0/24", "198.51.100.12")
         wait_for(lambda: fake.synced[-1] == ["10.244.250.0/24"])
+        assert ("update", ["10.244.250.0/24"]) in fake.passes       # the change: only applied
         assert metrics.LEASES.value() == 1
+        wait_for(lambda: fake.passes[-1] == ("sync", ["10.244.250.0/24"]))   # the tick: full again
 
         # the watch history is gone: re-list, converge anyway
         real_watch = agent.store.watch
@@ -103,6 +115,7 @@ def test_loop(env):
         agent.store.watch = compacted_once  # type: ignore[method-assign]
         store.delete(key)
         wait_for(lambda: calls["n"] > 1 and fake.synced[-1] == [])
+        assert ("sync", []) in fake.passes[-2:]                     # re-listed: a full converge
 
         # our own key deleted by someone: taken again (same subnet, from the state dir)
         assert store.delete(subnet_key(DEFAULT_PREFIX, own.subnet))
@@ -134,3 +147,55 @@ def test_failed_start_undoes_backend_and_leaves_no_lease(env, monkeypatch):
         daemon.Agent(opts).start()
     assert fake.torn_down
     assert store.list(subnets_prefix(DEFAULT_PREFIX))[0] == []
+
+
+def test_ticks_come_within_the_interval_spread(env, monkeypatch):
+    """Agents started together must not converge in step: each tick is drawn from the last
+    TICK_JITTER of the interval, never later than the interval."""
+    fake, store, opts = env
+    opts.reconcile_interval = 10.0
+    agent = daemon.Agent(opts)
+    now = 1000.0
+    monkeypatch.setattr(daemon.time, "monotonic", lambda: now)
+    for draw, expected in ((0.0, 1010.0), (0.5, 1009.0), (0.999999, 1008.0)):
+        monkeypatch.setattr(daemon.random, "random", lambda d=draw: d)
+        assert agent._next_tick() == pytest.approx(expected, abs=1e-3)
+
+
+def test_default_interval_and_cli(monkeypatch):
+    from tulle.cli import main as cli
+
+    seen: list[daemon.Options] = []
+    monkeypatch.setattr(daemon, "run", lambda opts: seen.append(opts) or 0)
+    args = ["agent", "run", "--node", "n1", "--store", "sqlite://:memory:"]
+    assert cli.main(args) == 0 and cli.main(args + ["--reconcile-interval", "2.5"]) == 0
+    assert [o.reconcile_interval for o in seen] == [daemon.DEFAULT_RECONCILE_INTERVAL, 2.5]
+
+
+class FlakyBackend(FakeBackend):
+    """The first full converge fails (a netlink error, say)."""
+
+    def sync(self, remotes: list[Lease]) -> None:
+        super().sync(remotes)
+        if len(self.passes) == 1:
+            raise TulleError("RTNETLINK answers: no buffer space")
+
+
+def test_a_failed_pass_is_retried_before_the_interval(env, monkeypatch):
+    fake, store, opts = env
+    flaky = FlakyBackend()
+    monkeypatch.setattr(daemon.base, "create", lambda t, node, cfg: flaky)
+    monkeypatch.setattr(daemon, "RETRY_AFTER_FAILURE", 0.1)
+    opts.reconcile_interval = 3600   # no tick during the test: only the retry can sync
+    agent = daemon.Agent(opts)
+    agent.start()
+    t = threading.Thread(target=agent.loop)
+    t.start()
+    try:
+        wait_for(lambda: len(flaky.passes) >= 2)
+        assert [kind for kind, _ in flaky.passes[:2]] == ["sync", "sync"]
+        wait_for(lambda: agent.last_pass_ok and metrics.HEALTH.status() == (True, "ok"))
+    finally:
+        agent.stop_event.set()
+        t.join(5)
+        agent.close()

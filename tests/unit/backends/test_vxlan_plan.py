@@ -82,3 +82,37 @@ def test_bad_leases_are_skipped_with_a_reason(bad, reason):
                    own_subnet=NET("10.244.1.0/24"))
     assert list(p.routes) == [good.subnet] and len(p.fdb) == len(p.neighbours) == 1
     assert len(p.skipped) == 1 and reason in p.skipped[0][1]
+
+
+def test_changes_between_plans():
+    """update()'s diff: a join adds one of each entry, a leave removes them, a new MAC
+    replaces the neighbour and swaps the FDB entry, and DirectRouting moves the route."""
+    cfg = vxlan.VxlanConfig()
+    own = NET("10.244.1.0/24")
+
+    def p(*leases, config=cfg):
+        return vxlan.plan(list(leases), config=config, underlay_dev="eth0", connected=SEG0, own_subnet=own)
+
+    a, b = lease(2, "198.51.100.12"), lease(3, "203.0.113.13")
+    assert not vxlan.changes(p(a, b), p(b, a))
+    join = vxlan.changes(p(a), p(a, b))
+    assert join.neighbours_set == {IP("10.244.3.0"): "0e:00:00:00:00:03"}
+    assert join.fdb_add == [("0e:00:00:00:00:03", IP("203.0.113.13"))]
+    assert join.routes_set == [vxlan.RouteSpec(NET("10.244.3.0/24"), IP("10.244.3.0"), "tulle.1", True)]
+    assert not (join.routes_del or join.neighbours_del or join.fdb_del)
+
+    leave = vxlan.changes(p(a, b), p(a))
+    assert leave.routes_del == join.routes_set and leave.neighbours_del == [IP("10.244.3.0")]
+    assert leave.fdb_del == join.fdb_add
+    assert not (leave.routes_set or leave.neighbours_set or leave.fdb_add)
+
+    rebuilt = vxlan.changes(p(a, b), p(a, lease(3, "203.0.113.13", mac="0e:00:00:00:00:33")))
+    assert rebuilt.neighbours_set == {IP("10.244.3.0"): "0e:00:00:00:00:33"} and not rebuilt.neighbours_del
+    assert rebuilt.fdb_del == [("0e:00:00:00:00:03", IP("203.0.113.13"))]
+    assert rebuilt.fdb_add == [("0e:00:00:00:00:33", IP("203.0.113.13"))]
+    assert not (rebuilt.routes_set or rebuilt.routes_del)
+
+    direct = vxlan.VxlanConfig(direct_routing=True)
+    moved = vxlan.changes(p(a), p(a, config=direct))   # a is on SEG0: a plain route now
+    assert moved.routes_set == [vxlan.RouteSpec(NET("10.244.2.0/24"), IP("198.51.100.12"), "eth0", False)]
+    assert moved.neighbours_del == [IP("10.244.2.0")] and moved.fdb_del and not moved.routes_del

@@ -7,15 +7,22 @@ A backend is built by its factory from the network config, then:
   start(own)       the lease is ours: finish local setup (VTEP address, TUN loop)
   sync(remotes)    make the kernel hold exactly what these remote leases need
                    (routes, neighbours, FDB entries) and nothing for leases that
-                   are gone. Idempotent: the agent calls it on every store change
-                   AND on every reconcile tick, which is what restores a deleted
-                   route or device within seconds.
+                   are gone, reading the kernel back to repair any drift.
+                   Idempotent: the agent calls it at start and on every
+                   reconcile tick, which is what restores a deleted route or
+                   device within the reconcile interval.
+  update(remotes)  the same end state after a store change, reached by writing
+                   only what differs from the last sync/update and reading
+                   nothing back (a join touches one lease: each node makes a few
+                   netlink writes, not a dump of every table); a backend falls
+                   back to sync when it has no good last pass or a write fails.
+                   A backend with nothing to diff may simply call sync.
   stop()           agent shutdown: stop threads; leave the data plane in place so
                    pods keep talking while the agent restarts (as Flannel does)
   teardown()       the node leaves the network: remove everything the backend made
 
 A backend may set `watch_prefixes` (key prefixes relative to the agent's prefix,
-e.g. ("blocks/",)): the agent then also calls sync() when keys under them change.
+e.g. ("blocks/",)): the agent then also calls update() when keys under them change.
 
 Backends come from the explicit REGISTRY below (name -> factory); an unknown name
 is a ConfigError listing the known ones.
@@ -59,6 +66,8 @@ class Backend(Protocol):
     def start(self, own: Lease) -> None: ...
 
     def sync(self, remotes: list[Lease]) -> None: ...
+
+    def update(self, remotes: list[Lease]) -> None: ...
 
     def stop(self) -> None: ...
 

@@ -2,9 +2,11 @@
 
 A subclass says which routes a lease needs (`routes_for`); this base turns the
 complete remote set into the desired route list, compares it with the routes it
-owns in the kernel and adds or removes exactly the difference, so `sync` is
-both the event handler and the reconcile step (a route deleted by hand comes
-back on the next tick; a route of a lease that is gone is removed).
+owns in the kernel and adds or removes exactly the difference, so `sync` is the
+reconcile step (a route deleted by hand comes back on the next tick; a route of
+a lease that is gone is removed). `update`, the store-change path, compares the
+new desired list with the one the last pass made true instead of dumping the
+kernel's routes, so a join costs each node one route write.
 
 Ownership: every route tulle's agent programs carries the route protocol number
 ROUTE_PROTO = 250 (`ip route show proto 250`; iproute2 shows it as a number as
@@ -59,6 +61,7 @@ class RouteNetwork:
         self.own: Lease | None = None
         self._refused: dict[tuple, str] = {}
         self._ignored: set[tuple] = set()
+        self._applied: list[Route] | None = None   # what the kernel held after the last sync/update
 
     # -- what subclasses provide ---------------------------------------------
 
@@ -79,10 +82,13 @@ class RouteNetwork:
 
     def start(self, own: Lease) -> None:
         self.own = own
+        self._applied = None   # a new own subnet: the next pass converges fully
 
-    def desired(self, remotes: list[Lease]) -> list[Route]:
-        """The routes for every remote lease this backend serves; refusals logged once and counted."""
-        self.before_sync()
+    def desired(self, remotes: list[Lease], refresh: bool = True) -> list[Route]:
+        """The routes for every remote lease this backend serves; refusals logged once and counted.
+        `refresh=False` reuses what before_sync() gathered in the last pass."""
+        if refresh:
+            self.before_sync()
         out: list[Route] = []
         refused: dict[tuple, str] = {}
         for lease in remotes:
@@ -109,8 +115,27 @@ class RouteNetwork:
         return [r for r in routes.list_routes(4) if r.proto == self.proto]
 
     def sync(self, remotes: list[Lease]) -> None:
+        self._applied = None
         want = self.desired(remotes)
-        to_add, to_remove = plan(self.owned_routes(), want)
+        self._apply(want, *plan(self.owned_routes(), want))
+
+    def update(self, remotes: list[Lease]) -> None:
+        """The same end state as sync(), from the last pass's routes instead of a kernel dump;
+        a full sync when there was no good last pass or a route write fails."""
+        if self._applied is None:
+            self.sync(remotes)
+            return
+        want = self.desired(remotes, refresh=False)
+        to_add, to_remove = plan(self._applied, want)
+        self._applied = None
+        try:
+            self._apply(want, to_add, to_remove)
+        except KernelError as exc:
+            log.warning(f"{self.type_name}: incremental update failed, converging fully", error=exc.msg)
+            self.sync(remotes)
+
+    def _apply(self, want: list[Route], to_add: list[Route], to_remove: list[Route]) -> None:
+        """Remove then add; `want` is what the kernel holds afterwards (remembered on success)."""
         failures: list[str] = []
         failed_adds = 0
         for r in to_remove:
@@ -129,6 +154,7 @@ class RouteNetwork:
         metrics.ROUTES_PROGRAMMED.set(len(want) - failed_adds)
         if failures:
             raise KernelError(f"{self.type_name}: {len(failures)} route change(s) failed: {'; '.join(failures)}")
+        self._applied = want
 
     def refused(self) -> dict[tuple, str]:
         """Leases refused in the last pass (ident → reason)."""
@@ -138,6 +164,7 @@ class RouteNetwork:
         """Routes stay: pods keep talking while the agent restarts."""
 
     def teardown(self) -> None:
+        self._applied = None
         for r in self.owned_routes():
             routes.delete(r)
         metrics.ROUTES_PROGRAMMED.set(0)

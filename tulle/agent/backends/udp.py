@@ -132,6 +132,10 @@ class UdpBackend:
                 self._start_loop()
             self._send_table(table)
 
+    def update(self, remotes: list[Lease]) -> None:
+        """Nothing to diff: the loop's table is replaced whole, which is all sync() writes."""
+        self.sync(remotes)
+
     def stop(self) -> None:
         with self._lock:
             self._stop_loop()

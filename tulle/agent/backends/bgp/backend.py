@@ -215,6 +215,10 @@ class BgpBackend:
             else:
                 crosssubnet.clear()
 
+    def update(self, remotes: list[Lease]) -> None:
+        """BIRD gets a whole config (reloaded only when it changed): the same as sync()."""
+        self.sync(remotes)
+
     def stop(self) -> None:
         with self._lock:
             self.bird.graceful_stop()
