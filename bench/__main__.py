@@ -33,7 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", help="control-plane lab sizes (default 10,50)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="JSON directory")
     p.add_argument("--report", help="markdown path (default: docs/benchmarks.md for a full run, none for --quick)")
-    p.add_argument("--notes", help="a markdown file appended under the goals (profiles, before/after)")
+    p.add_argument("--notes", default=os.path.join(ROOT, "bench", "notes.md"),
+                   help="markdown appended under the goals: the misses' profiles and causes, before/after "
+                        "(default bench/notes.md; '' for none)")
     p.add_argument("--render", metavar="JSON", help="only write the report of an earlier run's JSON")
     return p.parse_args(argv)
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     target = args.report or (None if quick else os.path.join(ROOT, "docs", "benchmarks.md"))
     if target:
         notes = ""
-        if args.notes:
+        if args.notes and os.path.exists(args.notes):
             with open(args.notes) as f:
                 notes = f.read()
         text = report.render(result, notes)

@@ -64,15 +64,17 @@ class Servers:
 
 
 def iperf(path: Path, seconds: float, streams: int) -> float:
-    """Gbit/s received (retries while the server is still starting; bounded)."""
+    """Gbit/s received (retries while the server is still starting or a run reports no sum; bounded)."""
     seconds = max(1, int(round(seconds)))     # iperf3 reads -t as an integer; 0 would mean "forever"
     deadline = time.monotonic() + 10
     while True:
         proc = core.in_ns(path.client, "iperf3", "-c", path.server_ip, "-p", str(IPERF_PORT), "-t", str(seconds),
                           "-P", str(streams), "-J", check=False, timeout=seconds + 30)
         if proc.returncode == 0:
-            body = json.loads(proc.stdout)
-            return body["end"]["sum_received"]["bits_per_second"] / 1e9
+            # iperf3 can exit 0 without the receiver's sum (results exchange lost): measure again
+            received = json.loads(proc.stdout).get("end", {}).get("sum_received")
+            if received is not None:
+                return received["bits_per_second"] / 1e9
         if time.monotonic() > deadline:
             raise RuntimeError(f"iperf3 {path.name} failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
         time.sleep(0.2)
