@@ -29,7 +29,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cycles", type=int, help="CNI cycles per peer (default 30)")
     p.add_argument("--pods", type=int, help="pods per churn peer and concurrency (default 200)")
     p.add_argument("--seconds", type=float, help="iperf3 -t (default 3)")
-    p.add_argument("--rounds", type=int, help="alternated rounds per path (default 3)")
+    p.add_argument("--rounds", type=int, help="alternated rounds per path (default 5)")
     p.add_argument("--sizes", help="control-plane lab sizes (default 10,50)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="JSON directory")
     p.add_argument("--report", help="markdown path (default: docs/benchmarks.md for a full run, none for --quick)")
@@ -45,7 +45,7 @@ def sizes(args: argparse.Namespace) -> dict:
     return {
         "cycles": args.cycles or (2 if q else 30),
         "pods": args.pods or (4 if q else 200), "churn_rounds": 1 if q else 4,
-        "seconds": args.seconds or (1 if q else 3), "rounds": args.rounds or (1 if q else 3),
+        "seconds": args.seconds or (1 if q else 3), "rounds": args.rounds or (1 if q else 5),
         "pings": 10 if q else 300,
         "sizes": tuple(int(x) for x in args.sizes.split(",")) if args.sizes else ((3,) if q else (10, 50)),
         "fr_rounds": 1 if q else 5, "joins": 1 if q else 3, "window": 0.5 if q else 5.0,
