@@ -366,14 +366,8 @@ def converge_neighbours(device: str, wanted: dict[ipaddress.IPv4Address, str]) -
     from tulle.kernel import neigh
 
     have = {n.ip: n.mac.lower() for n in neigh.list_on(device)}
-    for ip, mac in have.items():
-        if ip not in wanted:
-            neigh.delete(device, ip)
-            log.info("vxlan neighbour removed", ip=ip, mac=mac)
-    for ip, mac in wanted.items():
-        if have.get(ip) != mac:
-            neigh.replace(device, ip, mac)
-            log.info("vxlan neighbour set", ip=ip, mac=mac)
+    write_neighbours(device, [ip for ip in have if ip not in wanted],
+                     {ip: mac for ip, mac in wanted.items() if have.get(ip) != mac})
 
 
 def converge_fdb(device: str, wanted: dict[str, ipaddress.IPv4Address]) -> None:
@@ -382,12 +376,7 @@ def converge_fdb(device: str, wanted: dict[str, ipaddress.IPv4Address]) -> None:
 
     have = {(e.mac.lower(), e.dst) for e in neigh.fdb_list(device) if e.dst is not None}
     want = set(wanted.items())
-    for mac, dst in have - want:
-        neigh.fdb_delete(device, mac, dst)
-        log.info("vxlan fdb entry removed", mac=mac, dst=dst)
-    for mac, dst in want - have:
-        neigh.fdb_append(device, mac, dst)
-        log.info("vxlan fdb entry set", mac=mac, dst=dst)
+    write_fdb(device, sorted(have - want, key=str), sorted(want - have, key=str))
 
 
 def owned_routes(proto: int) -> list:
@@ -398,44 +387,62 @@ def owned_routes(proto: int) -> list:
 
 def converge_routes(wanted: dict[ipaddress.IPv4Network, RouteSpec], proto: int) -> None:
     """Exactly `wanted` as the routes carrying protocol number `proto`."""
-    from tulle.kernel import routes
-
     have = {r.dst: r for r in owned_routes(proto)}
-    for dst, route in have.items():
-        spec = wanted.get(dst)  # type: ignore[arg-type]
-        if spec is None or RouteSpec(route.dst, route.gw, route.dev, route.onlink) != spec:
-            routes.delete(route)
-            if spec is None:
-                log.info("vxlan route removed", dst=dst)
-    for dst, spec in wanted.items():
-        current = have.get(dst)
-        if current is None or RouteSpec(current.dst, current.gw, current.dev, current.onlink) != spec:
-            routes.replace(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink, proto=proto))
-            log.info("vxlan route set", dst=dst, via=spec.gw, dev=spec.dev)
+    specs = {dst: RouteSpec(r.dst, r.gw, r.dev, r.onlink) for dst, r in have.items()}
+    write_routes([r for dst, r in have.items() if wanted.get(dst) != specs[dst]], [], proto)  # type: ignore[arg-type]
+    write_routes([], [spec for dst, spec in wanted.items() if specs.get(dst) != spec], proto)
 
 
 def apply_changes(device: str, todo: Changes, proto: int) -> None:
     """Write `todo` to the kernel (no reads): routes go before, and come after, their
     neighbour and FDB entries, so a route never points into a VTEP that cannot deliver."""
-    from tulle.kernel import neigh, routes
+    write_routes([_route(spec, proto) for spec in todo.routes_del], [], proto)
+    write_neighbours(device, todo.neighbours_del, todo.neighbours_set)
+    write_fdb(device, todo.fdb_del, todo.fdb_add)
+    write_routes([], todo.routes_set, proto)
 
-    for spec in todo.routes_del:
-        routes.delete(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink, proto=proto))
-        log.info("vxlan route removed", dst=spec.dst)
-    for ip in todo.neighbours_del:
+
+# --- the writes (what converge_* and apply_changes both end in) --------------------
+
+def write_neighbours(device: str, remove: list[ipaddress.IPv4Address],
+                     put: dict[ipaddress.IPv4Address, str]) -> None:
+    from tulle.kernel import neigh
+
+    for ip in remove:
         neigh.delete(device, ip)
         log.info("vxlan neighbour removed", ip=ip)
-    for mac, dst in todo.fdb_del:
-        neigh.fdb_delete(device, mac, dst)
-        log.info("vxlan fdb entry removed", mac=mac, dst=dst)
-    for ip, mac in todo.neighbours_set.items():
+    for ip, mac in put.items():
         neigh.replace(device, ip, mac)
         log.info("vxlan neighbour set", ip=ip, mac=mac)
-    for mac, dst in todo.fdb_add:
+
+
+def write_fdb(device: str, remove: list[tuple[str, ipaddress.IPv4Address]],
+              add: list[tuple[str, ipaddress.IPv4Address]]) -> None:
+    from tulle.kernel import neigh
+
+    for mac, dst in remove:
+        neigh.fdb_delete(device, mac, dst)
+        log.info("vxlan fdb entry removed", mac=mac, dst=dst)
+    for mac, dst in add:
         neigh.fdb_append(device, mac, dst)
         log.info("vxlan fdb entry set", mac=mac, dst=dst)
-    for spec in todo.routes_set:
-        routes.replace(routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink, proto=proto))
+
+
+def _route(spec: RouteSpec, proto: int):
+    from tulle.kernel import routes
+
+    return routes.Route(dst=spec.dst, gw=spec.gw, dev=spec.dev, onlink=spec.onlink, proto=proto)
+
+
+def write_routes(remove: list, put: list[RouteSpec], proto: int) -> None:
+    """Delete the kernel routes `remove`, then set (replace) each of `put` with protocol `proto`."""
+    from tulle.kernel import routes
+
+    for route in remove:
+        routes.delete(route)
+        log.info("vxlan route removed", dst=route.dst)
+    for spec in put:
+        routes.replace(_route(spec, proto))
         log.info("vxlan route set", dst=spec.dst, via=spec.gw, dev=spec.dev)
 
 
