@@ -215,7 +215,8 @@ class CniServer:
                 continue
             with self._lock:
                 spawn = self._idle == 0
-                self._idle -= 0 if spawn else 1  # that idle worker is taken
+                if not spawn:
+                    self._idle -= 1  # an idle worker will take this one
             self._queue.put(conn)
             if spawn:
                 worker = threading.Thread(target=self._work, name="cni-worker", daemon=True)

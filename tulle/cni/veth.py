@@ -32,12 +32,12 @@ def host_name(prefix: str = "veth") -> str:
 def create(pod_netns: str, ifname: str, prefix: str = "veth", mtu: int = 0, mac: str = "",
            name: str | None = None, host_mac: str = "",
            inside: Callable[[str], object] | None = None) -> Pair:
-    """Create the pair, bring both ends up, then run `inside(ifname)` in the pod's netns.
+    """Create the pair and bring both ends up; `inside(ifname)`, when given, does the pod end's.
 
     The host end gets a random `<prefix><8 hex>` name, or exactly `name` when given
     (routed mode derives it from the attachment, as Calico does). `inside` is the
-    plugin's pod-side configuration (addresses, routes): it runs on the same
-    thread that brings the pod end up, so the pod's netns is entered once per
+    plugin's pod-side configuration (addresses, link up, routes): it runs on the
+    thread that reads the pod end back, so the pod's netns is entered once per
     ADD. On any failure the pair is gone again; on success the caller undoes
     with `remove`.
     """
@@ -65,9 +65,10 @@ def create(pod_netns: str, ifname: str, prefix: str = "veth", mtu: int = 0, mac:
 
 
 def _pod_side(ifname: str, inside: Callable[[str], object] | None) -> links.Link:
-    links.set_up(ifname)
-    if inside is not None:
-        inside(ifname)
+    if inside is None:
+        links.set_up(ifname)
+    else:
+        inside(ifname)  # brings the link up in its own order (addresses first, routes after)
     return links.require(ifname)
 
 

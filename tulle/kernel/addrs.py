@@ -45,9 +45,8 @@ def ensure(name: str, address: IPInterface) -> None:
 
 
 def delete(name: str, address: IPInterface) -> bool:
-    try:
-        index = links.index_of(name)
-    except NotFoundError:
+    index = links.find_index(name)
+    if index is None:
         return False
     try:
         with rtnl.errors(f"delete address {address} from {name}"):

@@ -86,8 +86,8 @@ def all_links() -> list[Link]:
     return [_to_link(m) for m in ipr().get_links()]
 
 
-def index_of(name: str) -> int:
-    """The ifindex of `name` here, or NotFoundError.
+def find_index(name: str) -> int | None:
+    """The ifindex of `name` here, or None.
 
     An ioctl on a socket of the calling thread's netns (if_nametoindex), not a
     netlink round trip: a link message carries ~40 attributes that pyroute2
@@ -95,7 +95,15 @@ def index_of(name: str) -> int:
     try:
         return socket.if_nametoindex(name)
     except OSError:
-        raise NotFoundError(f"link {name!r} not found") from None
+        return None
+
+
+def index_of(name: str) -> int:
+    """find_index, for callers that need the link: NotFoundError when it is absent."""
+    index = find_index(name)
+    if index is None:
+        raise NotFoundError(f"link {name!r} not found")
+    return index
 
 
 def name_of(index: int) -> str | None:

@@ -39,9 +39,8 @@ def replace(dev: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, mac: st
 
 
 def delete(dev: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return False
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
     try:
@@ -53,9 +52,8 @@ def delete(dev: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def list_on(dev: str, permanent_only: bool = True) -> list[Neighbour]:
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return []
     out = []
     for msg in ipr().get_neighbours(ifindex=index):
@@ -76,9 +74,8 @@ def fdb_append(dev: str, mac: str, dst: ipaddress.IPv4Address | ipaddress.IPv6Ad
 
 
 def fdb_delete(dev: str, mac: str, dst: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return False
     try:
         with rtnl.errors(f"delete fdb {mac} on {dev}"):
@@ -89,9 +86,8 @@ def fdb_delete(dev: str, mac: str, dst: ipaddress.IPv4Address | ipaddress.IPv6Ad
 
 
 def fdb_list(dev: str) -> list[FdbEntry]:
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return []
     out = []
     for msg in ipr().fdb("dump", ifindex=index):

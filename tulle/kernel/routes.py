@@ -107,10 +107,10 @@ def list_routes(family: int = 4, table: int = MAIN_TABLE, dev: str | None = None
     fam = socket.AF_INET if family == 4 else socket.AF_INET6
     query: dict = {"family": fam, "table": table}
     if dev is not None:
-        try:
-            query["oif"] = links.index_of(dev)
-        except NotFoundError:
+        index = links.find_index(dev)
+        if index is None:
             return []
+        query["oif"] = index
     names: dict[int, str | None] = {}  # looked up per device seen, not by dumping every link
     out = []
     for msg in ipr().get_routes(**query):

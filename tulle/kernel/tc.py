@@ -112,9 +112,8 @@ def _to_qdisc(msg) -> Qdisc:
 
 def qdiscs(dev: str) -> list[Qdisc]:
     """The qdiscs of `dev` (empty when the device is gone)."""
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return []
     with rtnl.errors(f"list qdiscs of {dev}"):
         return [_to_qdisc(m) for m in ipr().get_qdiscs(index)]
@@ -133,9 +132,8 @@ def has_ingress(dev: str) -> bool:
 
 def redirects(dev: str) -> list[Redirect]:
     """The mirred-redirect filters on `dev`'s ingress qdisc."""
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return []
     if not has_ingress(dev):
         return []
@@ -156,9 +154,8 @@ def redirects(dev: str) -> list[Redirect]:
 
 
 def _delete(dev: str, what: str, handle: int, parent: int) -> bool:
-    try:
-        index = links.index_of(dev)
-    except NotFoundError:
+    index = links.find_index(dev)
+    if index is None:
         return False
     try:
         with rtnl.errors(f"delete {what} qdisc of {dev}"):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 from contextlib import ExitStack
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 
 from tulle.cni import attachment, iface, ipam, macspoof, masq, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin

@@ -63,6 +63,7 @@ def pod_ips(leased: Result) -> list[ipaddress.IPv4Interface]:
 def _setup_pod(ifname: str, ips: list[ipaddress.IPv4Interface]) -> None:
     for ip in ips:
         addrs.add(ifname, ip)
+    links.set_up(ifname)  # before the routes: the kernel refuses a nexthop on a down device
     routes.add(routes.Route(dst=ipaddress.IPv4Network(f"{GATEWAY}/32"), dev=ifname, scope=LINK))
     routes.add(routes.Route(dst=DEFAULT, gw=GATEWAY, dev=ifname))
     # The host end's MAC is fixed, so the pod needs no ARP answer at all: proxy ARP
