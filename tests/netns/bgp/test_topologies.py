@@ -71,10 +71,13 @@ def test_cross_subnet_vxlan_then_tor(bgplab):
         wait_for(f"{n.name}: sessions with ToR", lambda n=n: lab.established(n, want[n.name]), timeout=20,
                  logs=lab.logs)
     assert "ToR" in lab.sessions(n3)
-    wait_for("n1: n3's block via the router", lambda: kernel_routes(n1.ns, "bird").get(b3) == "198.51.100.1",
-             timeout=15, logs=lab.logs)
-    wait_for("n3: n1's block via the router", lambda: kernel_routes(n3.ns, "bird").get(b1) == "203.0.113.1",
-             timeout=15, logs=lab.logs)
+    for node, block, via in ((n1, b3, "198.51.100.1"), (n2, b3, "198.51.100.1"),
+                             (n3, b1, "203.0.113.1"), (n3, b2, "203.0.113.1")):
+        wait_for(f"{node.name}: {block} via the router",
+                 lambda node=node, block=block, via=via: kernel_routes(node.ns, "bird").get(block) == via,
+                 timeout=15, logs=lab.logs)
     assert kernel_routes(n1.ns, "bird").get(b2) == n2.ip
-    assert kernel_routes(n1.ns, "252") == {} and kernel_routes(n3.ns, "252") == {}
+    for n in (n1, n2, n3):
+        wait_for(f"{n.name}: no VXLAN routes left", lambda n=n: kernel_routes(n.ns, "252") == {}, timeout=15,
+                 logs=lab.logs)
     assert lab.unreachable() == []
