@@ -71,6 +71,16 @@ def decode(kv: KV) -> Block:
     )
 
 
+def local_prefixes(blocks: list[Block], node: str) -> list[IPv4Net]:
+    """Where `node`'s pods live: its affine blocks, and a /32 for each address it
+    borrowed from another node's block (pure)."""
+    out = {b.cidr for b in blocks if b.affinity == node}
+    for b in blocks:
+        if b.affinity != node:
+            out.update(IPv4Net(f"{ip}/32") for ip, a in b.allocations.items() if a.get("Node") == node)
+    return sorted(out)
+
+
 def validate_block_size(pool: IPv4Net, block_size: int) -> None:
     if not pool.prefixlen <= block_size <= 32:
         raise ConfigError(f"block size /{block_size} does not fit pool {pool} (want /{pool.prefixlen}../32)")

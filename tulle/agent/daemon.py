@@ -241,10 +241,15 @@ class Agent:
         assert self.config is not None
         own = self.own
         if self.opts.ip_masq and own is not None:
-            if masquerade.ensure(self.config.network, own.subnet):
+            if masquerade.ensure(self.config.network, self._local_pods(own)):
                 log.info("masquerade rules written", table=f"{masquerade.FAMILY} {masquerade.TABLE}")
         elif not self.opts.ip_masq and masquerade.remove():
             log.info("masquerade table removed (--no-ip-masq)")
+
+    def _local_pods(self, own: Lease) -> list[ipaddress.IPv4Network]:
+        """Where this node's pods are: the lease, unless the backend places them itself (bgp: blocks)."""
+        local = getattr(self.backend, "local_subnets", None)
+        return local() if local is not None else [own.subnet]
 
     def _start_cni_server(self, closers: contextlib.ExitStack) -> None:
         if importlib.util.find_spec("tulle.agent.api") is None:
@@ -288,6 +293,8 @@ class Agent:
                 self._ensure_masquerade()
             else:
                 self.backend.update(remotes)
+                if hasattr(self.backend, "local_subnets"):
+                    self._ensure_masquerade()  # bgp: a block comes or goes with the pods
         except Exception as exc:  # noqa: BLE001 - a failing pass must not end the agent
             msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
             metrics.RECONCILE_ERRORS.inc()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tulle.agent.blocks import BlockAllocator
+from tulle.agent.blocks import BlockAllocator, blocks_prefix, decode, local_prefixes
 from tulle.errors import ConfigError, ExhaustedError
 from tulle.store import open_store
 
@@ -54,6 +54,10 @@ def test_full_block_claims_another_then_borrows(store):
     assert len({ip for ip, _ in got}) == 11
     borrowed = [ip for ip, b in got if b == first[1]]
     assert borrowed, "n1 should have borrowed from n2's block once the pool had no free block"
+    blocks = [decode(kv) for kv in store.list(blocks_prefix("/t"))[0]]
+    n1_local = local_prefixes(blocks, "n1")   # where masquerade keeps outside sources: blocks + borrowed /32s
+    assert set(n1_local) == set(n1.own_blocks()) | {ipaddress.ip_network(f"{ip}/32") for ip in borrowed}
+    assert local_prefixes(blocks, "n2") == [first[1]]
     with pytest.raises(ExhaustedError):
         for i in range(5):
             n1.allocate(f"more{i}", "eth0")

@@ -78,7 +78,7 @@ def test_registry_creates_host_gw():
 
 
 def test_masquerade_rules_never_touch_pod_to_pod():
-    rules = masquerade.rules(NET("10.244.0.0/16"), NET("10.244.1.0/24"))
+    rules = masquerade.rules(NET("10.244.0.0/16"), [NET("10.244.1.0/24")])
     comments = [c for c, _ in rules]
     assert comments == ["tulle-agent pod-to-pod 10.244.0.0/16",
                         "tulle-agent outside-to-local-pods 10.244.1.0/24",
@@ -92,8 +92,26 @@ def test_masquerade_rules_never_touch_pod_to_pod():
     assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
                       "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}} in outside
     assert outside[-1] == {"masquerade": {"flags": ["fully-random"]}}
-    tx = masquerade.transaction(NET("10.244.0.0/16"), NET("10.244.1.0/24")).to_json()["nftables"]
+    tx = masquerade.transaction(NET("10.244.0.0/16"), [NET("10.244.1.0/24")]).to_json()["nftables"]
     assert tx[1] == {"add": {"table": {"family": "inet", "name": "tulle-agent"}}}
     assert tx[2]["add"]["chain"]["hook"] == "postrouting" and tx[2]["add"]["chain"]["type"] == "nat"
     assert tx[3] == {"flush": {"chain": {"family": "inet", "table": "tulle-agent", "name": "postrouting"}}}
     assert len(tx) == 8
+
+
+def test_masquerade_local_pods_as_a_set_or_none():
+    """bgp: a node's pods sit in its blocks and borrowed /32s (a set); before its first pod, in none."""
+    net = NET("10.244.0.0/16")
+    rules = dict(masquerade.rules(net, [NET("10.244.3.0/26"), NET("10.244.9.7/32"), NET("10.244.3.0/26")]))
+    comment = "tulle-agent outside-to-local-pods 10.244.3.0/26,10.244.9.7/32"
+    assert comment in rules
+    local = {"set": [{"prefix": {"addr": "10.244.3.0", "len": 26}}, "10.244.9.7"]}
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                      "right": local}} in rules[comment]
+    assert [c for c, _ in masquerade.rules(net, [])] == ["tulle-agent pod-to-pod 10.244.0.0/16",
+                                                         "tulle-agent pods-to-outside 10.244.0.0/16",
+                                                         "tulle-agent to-remote-pods 10.244.0.0/16"]
+    many = [NET(f"10.244.{i}.0/26") for i in range(40)]
+    long = [c for c, _ in masquerade.rules(net, many) if "local" in c][0]
+    assert len(long.encode()) <= 128 and long.startswith("tulle-agent outside-to-local-pods 40 prefixes sha1:")
+    assert long != [c for c, _ in masquerade.rules(net, many[:-1]) if "local" in c][0]

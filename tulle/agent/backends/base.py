@@ -23,6 +23,9 @@ A backend is built by its factory from the network config, then:
 
 A backend may set `watch_prefixes` (key prefixes relative to the agent's prefix,
 e.g. ("blocks/",)): the agent then also calls update() when keys under them change.
+A backend whose pods are not in the node's lease (bgp: IPAM blocks) may define
+`local_subnets()`: the masquerade rules then keep the source of outside traffic to
+those prefixes instead of the lease's, re-checked after every update().
 
 Backends come from the explicit REGISTRY below (name -> factory); an unknown name
 is a ConfigError listing the known ones.

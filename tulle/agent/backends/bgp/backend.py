@@ -46,7 +46,7 @@ from tulle.agent.backends.base import BackendInfo, NodeInfo
 from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird
 from tulle.agent.backends.bgp.birdconf import DEFAULT_ASN, BirdConfig, render, validate_asn, validate_pools
-from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, Block, blocks_prefix, decode, validate_block_size
+from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, Block, blocks_prefix, decode, local_prefixes, validate_block_size
 from tulle.agent.lease import Lease
 from tulle.errors import ConfigError, TulleError
 
@@ -174,6 +174,7 @@ class BgpBackend:
         self._lock = threading.Lock()
         self._skipped: dict[str, str] = {}
         self.last_peers: peers.PeerPlan | None = None
+        self._local: list[IPv4Net] = []
 
     @property
     def mtu(self) -> int:
@@ -206,6 +207,7 @@ class BgpBackend:
                 raise TulleError("bgp backend: sync() before start()")
             remotes = [l for l in remotes if l.node != self.node.name and l.public_ip != self.node.public_ip]
             blocks = self._blocks()
+            self._local = local_prefixes(blocks, self.node.name)
             self._configure(self._bird_config(remotes, blocks))
             if self.vxlan_on:
                 self._ensure_vtep()
@@ -218,6 +220,12 @@ class BgpBackend:
     def update(self, remotes: list[Lease]) -> None:
         """BIRD gets a whole config (reloaded only when it changed): the same as sync()."""
         self.sync(remotes)
+
+    def local_subnets(self) -> list[IPv4Net]:
+        """Where this node's pods are (its blocks, borrowed /32s) as of the last sync: the
+        lease carries none in bgp mode, so masquerade asks here."""
+        with self._lock:
+            return list(self._local)
 
     def stop(self) -> None:
         with self._lock:
