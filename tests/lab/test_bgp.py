@@ -88,6 +88,10 @@ def test_mesh_every_pod_reaches_every_other(mesh):
     assert len({block_of(p["ip"]) for p in listed}) == 3     # a /26 block per node, from the store
     status = cluster.status(mesh)
     assert [n["bgp"] for n in status["nodes"]] == ["2/2 up"] * 3
+    # the pods' blocks, not the leases (which hold no pods in bgp mode)
+    assert {n["name"]: n["blocks"] for n in status["nodes"]} == {p["node"]: [block_of(p["ip"])] for p in listed}
+    text = tulle("lab", "status", "--lab", mesh).stdout
+    assert "pod blocks" in text and block_of(listed[0]["ip"]) in text
     assert_all_reach(mesh)
     out = tulle("lab", "check", "--lab", mesh, "--json")
     assert out.returncode == 0 and all(r["icmp"] and r["tcp"] for r in json.loads(out.stdout)), out.stderr

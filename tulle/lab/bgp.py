@@ -29,10 +29,13 @@ from typing import Any
 from tulle import procs
 from tulle.agent.backends.bgp import peers as bgp_peers
 from tulle.agent.backends.bgp.bird import BIRD, Bird, check_config
+from tulle.agent.blocks import blocks_prefix, decode, local_prefixes
+from tulle.agent.lease import DEFAULT_PREFIX
 from tulle.errors import TulleError
 from tulle.kernel import netns
 from tulle.lab import nodes, state
 from tulle.lab.topology import TOR_ASN, Node, Plan
+from tulle.store import Store
 
 ROUTER_DIR = "router"
 ROUTED_MTU = 1500            # the lab's underlay MTU: native routing adds no header
@@ -271,12 +274,22 @@ def session_summary(lab: str, node: str) -> str:
     return f"{sum(p.established for p in sessions)}/{len(sessions)} up"
 
 
-def annotate_status(plan: Plan, status_out: dict[str, Any]) -> None:
-    """Add each node's BGP summary to `lab status` (bgp labs only)."""
+def pod_blocks(plan: Plan, kv: Store) -> dict[str, list[str]]:
+    """node → where its pods are (its IPAM blocks, borrowed /32s), read from the store;
+    empty unless bgp: there the lease a node holds carries no pods."""
+    if plan.backend != "bgp":
+        return {}
+    blocks = [decode(x) for x in kv.list(blocks_prefix(DEFAULT_PREFIX))[0]]
+    return {n.name: [str(p) for p in local_prefixes(blocks, n.name)] for n in plan.nodes}
+
+
+def annotate_status(plan: Plan, status_out: dict[str, Any], blocks: dict[str, list[str]]) -> None:
+    """Add each node's BGP summary and pod blocks (`pod_blocks`) to `lab status` (bgp labs only)."""
     if plan.backend != "bgp":
         return
     for entry in status_out.get("nodes", []):
         entry["bgp"] = session_summary(plan.lab, entry["name"])
+        entry["blocks"] = blocks.get(entry["name"], [])
     status_out["bgp"] = {"asn": plan.asn, "route_reflectors": reflector_names(plan), "tor_bgp": plan.tor_bgp}
 
 

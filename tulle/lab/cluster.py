@@ -143,10 +143,12 @@ def status(lab: str = "lab") -> dict[str, Any]:
         "fabric_ip": str(plan.fabric_ip.ip),
     }
     leases: list = []
+    local: dict[str, list[str]] = {}
     try:
         kv = open_lab_store(plan)
         try:
             leases = agents.leases(kv)
+            local = lab_bgp.pod_blocks(plan, kv)
         finally:
             kv.close()
     except TulleError as exc:
@@ -160,7 +162,7 @@ def status(lab: str = "lab") -> dict[str, Any]:
             "subnet": str(lease.subnet) if lease else None, "netns": node.netns,
             "agent_pid": pid, "agent_alive": agents.alive(lab, node.name, pid),
         })
-    lab_bgp.annotate_status(plan, out)
+    lab_bgp.annotate_status(plan, out, local)
     out["pods"] = pod_list(st)
     return out
 

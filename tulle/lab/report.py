@@ -14,14 +14,18 @@ def nodes_table(status: dict[str, Any]) -> Table:
     t = Table(title=f"lab {status['lab']}: {status['backend']} over {status['store']}, "
                     f"pod network {status['network']}")
     bgp = any("bgp" in n for n in status["nodes"])     # bgp labs: each node's session summary
-    for col in ("node", "segment", "underlay IP", "pod subnet", "agent", *(("BGP",) if bgp else ()), "pods"):
+    where = "pod blocks" if bgp else "pod subnet"   # bgp: pods come from IPAM blocks, not the lease
+    for col in ("node", "segment", "underlay IP", where, "agent", *(("BGP",) if bgp else ()), "pods"):
         t.add_column(col, no_wrap=col != "pods")
     by_node: dict[str, list[str]] = {}
     for p in status["pods"]:
         by_node.setdefault(p["node"], []).append(p["name"])
     for n in status["nodes"]:
         agent = f"[green]pid {n['agent_pid']}[/]" if n["agent_alive"] else f"[red]down ({n['agent_pid']})[/]"
-        t.add_row(n["name"], n["segment"], n["underlay_ip"], n["subnet"] or "[red]no lease[/]", agent,
+        subnet = n["subnet"] or "[red]no lease[/]"
+        if bgp and n["subnet"]:
+            subnet = ", ".join(n.get("blocks", [])) or "-"
+        t.add_row(n["name"], n["segment"], n["underlay_ip"], subnet, agent,
                   *((n.get("bgp", "-"),) if bgp else ()), ", ".join(by_node.get(n["name"], [])) or "-")
     return t
 
