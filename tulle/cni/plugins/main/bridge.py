@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 
-from tulle.cni import attachment, iface, ipam, macspoof, masq, netconf, sandbox, veth
+from tulle.cni import attachment, check, iface, ipam, macspoof, masq, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import DNS, Interface, IPConfig, IPInterface, Result, Route
 from tulle.cni.undo import Steps, quietly
@@ -270,15 +270,11 @@ def _check_host_port(conf: BridgeConf, prev: Result, br: links.Link, pod_idx: in
 
 def cmd_check(call: Call) -> None:
     conf = load_conf(call)
-    netns = sandbox.require_netns(call.env.netns)
-    prev = call.require_prev_result()
-    if conf.ipam:
-        ipam.check(call)
-    pod_idx, pod_if = iface.find_in_result(prev, call.env.ifname, netns)
+    found = check.pod_in_result(call, with_ipam=bool(conf.ipam))
+    prev, ips = found.prev, found.ips
     br = _check_bridge(conf, prev)
-    host = _check_host_port(conf, prev, br, pod_idx)
-    ips = [ip for ip in prev.ips if ip.interface in (None, pod_idx)]
-    pod = sandbox.run(netns, iface.verify, call.env.ifname, pod_if.mac, ips, prev.routes)
+    host = _check_host_port(conf, prev, br, found.index)
+    pod = sandbox.run(found.netns, iface.verify, call.env.ifname, found.interface.mac, ips, prev.routes)
     if pod.peer_index != host.index:
         raise CheckFailed(f"pod interface {call.env.ifname!r} is not the peer of host veth {host.name!r}")
     if conf.is_gateway and ips:
@@ -291,7 +287,7 @@ def cmd_check(call: Call) -> None:
     if conf.ip_masq and ips:
         masq.check(tag, [ip.address for ip in ips])
     if conf.macspoofchk:
-        macspoof.check(tag, host.name, pod_if.mac)
+        macspoof.check(tag, host.name, found.interface.mac)
 
 
 def cmd_gc(call: Call) -> None:

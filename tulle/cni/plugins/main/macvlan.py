@@ -15,7 +15,7 @@ import secrets
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from tulle.cni import iface, ipam, netconf, sandbox
+from tulle.cni import check, iface, ipam, netconf, sandbox
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import DNS, Interface, IPConfig, Result, Route
 from tulle.cni.undo import Steps, quietly
@@ -152,14 +152,9 @@ def _check_pod(ifname: str, mac: str, ips: list[IPConfig], result_routes: list[R
 
 def cmd_check(call: Call) -> None:
     conf = load_conf(call)
-    netns = sandbox.require_netns(call.env.netns)
-    prev = call.require_prev_result()
-    if conf.ipam:
-        ipam.check(call)
+    found = check.pod_in_result(call, with_ipam=bool(conf.ipam))
     ifname = call.env.ifname
-    idx, _ = iface.find_in_result(prev, ifname, netns)
-    ips = [ip for ip in prev.ips if ip.interface in (None, idx)]
-    link = sandbox.run(netns, _check_pod, ifname, prev.interfaces[idx].mac, ips, prev.routes, conf.mode)
+    link = sandbox.run(found.netns, _check_pod, ifname, found.interface.mac, found.ips, found.prev.routes, conf.mode)
     master = resolve_master(conf)
     if link.peer_index != master.index:
         raise CheckFailed(f"pod interface {ifname!r} does not sit on master {master.name!r}")

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 
-from tulle.cni import attachment, iface, ipam, masq, netconf, sandbox, veth
+from tulle.cni import attachment, check, iface, ipam, masq, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import DNS, Interface, IPConfig, Result, Route
 from tulle.cni.undo import Steps, quietly
@@ -149,20 +149,16 @@ def _check_pod(ifname: str, mac: str, ips: list[IPConfig], result_routes: list[R
 
 def cmd_check(call: Call) -> None:
     conf = load_conf(call)
-    netns = sandbox.require_netns(call.env.netns)
-    prev = call.require_prev_result()
-    ipam.check(call)
-    ifname = call.env.ifname
-    pod_idx, _ = iface.find_in_result(prev, ifname, netns)
-    host_if = next((x for i, x in enumerate(prev.interfaces) if i != pod_idx and not x.sandbox), None)
+    found = check.pod_in_result(call)
+    prev, ips, ifname = found.prev, found.ips, call.env.ifname
+    host_if = next((x for i, x in enumerate(prev.interfaces) if i != found.index and not x.sandbox), None)
     if host_if is None:
         raise CheckFailed("prevResult has no host veth interface")
     host = links.get(host_if.name)
     if host is None:
         raise CheckFailed(f"host veth {host_if.name!r} is missing")
-    ips = [ip for ip in prev.ips if ip.interface in (None, pod_idx)]
     require_gateways(ips)
-    pod = sandbox.run(netns, _check_pod, ifname, prev.interfaces[pod_idx].mac, ips, prev.routes)
+    pod = sandbox.run(found.netns, _check_pod, ifname, found.interface.mac, ips, prev.routes)
     if pod.peer_index != host.index:
         raise CheckFailed(f"pod interface {ifname!r} is not the peer of host veth {host.name!r}")
     present = addrs.list_on(host.name)

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 
-from tulle.cni import attachment, iface, ipam, netconf, sandbox, veth
+from tulle.cni import attachment, check, iface, ipam, netconf, sandbox, veth
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import IPConfig, Interface, Result, Route
 from tulle.cni.undo import Steps, quietly
@@ -133,13 +133,10 @@ def cmd_del(call: Call) -> None:
 
 def cmd_check(call: Call) -> None:
     load_conf(call)
-    netns = sandbox.require_netns(call.env.netns)
-    prev = call.require_prev_result()
-    ipam.check(call)
+    found = check.pod_in_result(call)
     ifname = call.env.ifname
-    idx, _ = iface.find_in_result(prev, ifname, netns)
-    ips = [ipaddress.IPv4Interface(f"{ip.address.ip}/32") for ip in prev.ips if ip.interface in (None, idx)]
-    pod = sandbox.run(netns, _verify_pod, ifname, prev.interfaces[idx].mac, ips)
+    ips = [ipaddress.IPv4Interface(f"{ip.address.ip}/32") for ip in found.ips]
+    pod = sandbox.run(found.netns, _verify_pod, ifname, found.interface.mac, ips)
     host = links.get(host_ifname(call.env.container_id, ifname))
     if host is None or pod.peer_index != host.index:
         raise CheckFailed(f"host veth {host_ifname(call.env.container_id, ifname)!r} is missing")
