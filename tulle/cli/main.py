@@ -88,14 +88,19 @@ def _agent_init_network(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_agent(sub) -> None:
+def _store_args(p) -> None:
+    """Where the agents' shared state is: the same two options for every agent command."""
     from tulle.agent.lease import DEFAULT_PREFIX
 
+    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
+
+
+def _add_agent(sub) -> None:
     agent = sub.add_parser("agent", help="the node agent").add_subparsers(dest="cmd", required=True)
     p = agent.add_parser("run", help="run the node agent in this network namespace (until SIGTERM)")
     p.add_argument("--node", required=True, help="this node's name")
-    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
+    _store_args(p)
     p.add_argument("--public-ip", help="the address other nodes reach this node at")
     p.add_argument("--iface", help="the underlay device (default: the one carrying --public-ip)")
     p.add_argument("--socket", default="/run/tulle/agent.sock", help="CNI socket (default %(default)s)")
@@ -112,13 +117,12 @@ def _add_agent(sub) -> None:
                    help="renew this long before the lease expires (default 1 h)")
     p.set_defaults(func=_agent_run)
     p = agent.add_parser("init-network", help="write the network config the agents read")
-    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
+    _store_args(p)
     p.add_argument("--network", required=True, help="the cluster (pod) CIDR, e.g. 10.244.0.0/16")
     p.add_argument("--subnet-len", type=int, help="prefix length of each node's subnet (default 24)")
     p.add_argument("--subnet-min", help="first subnet to hand out (default: the network's second)")
     p.add_argument("--subnet-max", help="last subnet to hand out (default: the network's last)")
-    p.add_argument("--backend", default="vxlan", help="host-gw, vxlan or udp (default %(default)s)")
+    p.add_argument("--backend", default="vxlan", help="host-gw, vxlan, udp or bgp (default %(default)s)")
     p.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
     p.add_argument("--port", type=int, help="UDP port (default: vxlan 8472, udp 8285)")
     p.add_argument("--direct-routing", action="store_true", help="vxlan: plain routes to same-segment peers")

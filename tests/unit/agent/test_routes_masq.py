@@ -115,3 +115,16 @@ def test_masquerade_local_pods_as_a_set_or_none():
     long = [c for c, _ in masquerade.rules(net, many) if "local" in c][0]
     assert len(long.encode()) <= 128 and long.startswith("tulle-agent outside-to-local-pods 40 prefixes sha1:")
     assert long != [c for c, _ in masquerade.rules(net, many[:-1]) if "local" in c][0]
+
+
+def test_skip_warnings_once_per_reason(capsys):
+    """A lease a backend cannot serve warns once, again when the reason changes or it comes back."""
+    w = base.SkipWarnings("vxlan: lease skipped", "subnet")
+    lease = Lease(subnet=NET("10.244.3.0/24"), public_ip=IP("198.51.100.13"), backend_type="vxlan")
+    w.leases([(lease, "subnet overlaps another lease")])
+    w.leases([(lease, "subnet overlaps another lease")])
+    w.report({"10.244.3.0/24": "no VtepMAC"})
+    w.report({})
+    w.report({"10.244.3.0/24": "no VtepMAC"})
+    lines = [line for line in capsys.readouterr().err.splitlines() if "lease skipped" in line]
+    assert len(lines) == 3 and '"subnet": "10.244.3.0/24"' in lines[0] and "overlaps" in lines[0]

@@ -37,6 +37,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from tulle.agent import log
 from tulle.agent.lease import DEFAULT_PREFIX, Lease
 from tulle.errors import ConfigError
 
@@ -59,6 +60,25 @@ class NodeInfo:
 class BackendInfo:
     backend_data: dict[str, Any] = field(default_factory=dict)  # published in our lease
     mtu: int = 1500                                            # pod MTU on this backend
+
+
+class SkipWarnings:
+    """Warn once per peer and reason a backend cannot serve, not on every reconcile tick;
+    a peer warns again when its reason changes or after it was served in between."""
+
+    def __init__(self, msg: str, key: str) -> None:
+        self.msg, self.key = msg, key
+        self._last: dict[str, str] = {}
+
+    def report(self, reasons: dict[str, str]) -> None:
+        for who, reason in reasons.items():
+            if self._last.get(who) != reason:
+                log.warning(self.msg, **{self.key: who}, reason=reason)
+        self._last = dict(reasons)
+
+    def leases(self, skipped: list[tuple[Lease, str]]) -> None:
+        """report() for skipped leases, keyed by their subnet."""
+        self.report({str(lease.subnet): reason for lease, reason in skipped})
 
 
 class Backend(Protocol):

@@ -36,7 +36,7 @@ import time
 from typing import Any, Callable, TypeVar
 
 from tulle.agent import log
-from tulle.agent.backends.base import BackendInfo, NodeInfo
+from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.lease import Lease
 from tulle.errors import ConfigError, KernelError, TulleError
 
@@ -95,7 +95,7 @@ class UdpBackend:
         self._sock: socket.socket | None = None
         self._reply = b""
         self._lock = threading.Lock()
-        self._warned: dict[str, str] = {}
+        self._skips = SkipWarnings("udp: lease skipped", "subnet")
 
     @property
     def mtu(self) -> int:
@@ -122,7 +122,7 @@ class UdpBackend:
             if self.own is None:
                 raise TulleError("udp backend: sync() before start()")
             table, skipped = routing_table(remotes, self.own)
-            self._report_skipped(skipped)
+            self._skips.leases(skipped)
             if self._ensure_device():
                 self._stop_loop()   # the old descriptor points at a device that is gone
             if self.pid is None:
@@ -272,13 +272,6 @@ class UdpBackend:
             self._reply += chunk
         line, self._reply = self._reply.split(b"\n", 1)
         return json.loads(line)
-
-    def _report_skipped(self, skipped: list[tuple[Lease, str]]) -> None:
-        now = {str(lease.subnet): reason for lease, reason in skipped}
-        for subnet, reason in now.items():
-            if self._warned.get(subnet) != reason:
-                log.warning("udp: lease skipped", subnet=subnet, reason=reason)
-        self._warned = now
 
 
 def _retry_busy(fn: Callable[[], T], wait: float = STOP_TIMEOUT) -> T:

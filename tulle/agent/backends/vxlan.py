@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tulle.agent import log
-from tulle.agent.backends.base import BackendInfo, NodeInfo
+from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.lease import Lease
 from tulle.errors import ConfigError, TulleError
 
@@ -202,7 +202,7 @@ class VxlanBackend:
         self.mac = ""
         self.own: Lease | None = None
         self._lock = threading.Lock()   # the agent may sync from its watch and reconcile threads
-        self._warned: dict[str, str] = {}
+        self._skips = SkipWarnings("vxlan: lease skipped", "subnet")
         self._applied: Plan | None = None   # what the kernel held after the last sync/update
         self._connected: list[ipaddress.IPv4Network] = []   # the underlay subnets seen by the last sync
 
@@ -271,7 +271,7 @@ class VxlanBackend:
         remotes = [l for l in remotes if (l.subnet, l.public_ip) != (own.subnet, own.public_ip)]
         wanted = plan(remotes, config=self.config, underlay_dev=self.node.underlay_dev,
                       connected=connected, own_subnet=own.subnet)
-        self._report_skipped(wanted.skipped)
+        self._skips.leases(wanted.skipped)
         return wanted
 
     def stop(self) -> None:
@@ -320,14 +320,6 @@ class VxlanBackend:
 
     def _converge_routes(self, wanted: dict[ipaddress.IPv4Network, RouteSpec]) -> None:
         converge_routes(wanted, PROTO)
-
-    def _report_skipped(self, skipped: list[tuple[Lease, str]]) -> None:
-        """Warn once per lease and reason, not on every reconcile tick."""
-        now = {str(lease.subnet): reason for lease, reason in skipped}
-        for subnet, reason in now.items():
-            if self._warned.get(subnet) != reason:
-                log.warning("vxlan: lease skipped", subnet=subnet, reason=reason)
-        self._warned = now
 
 
 # --- kernel helpers (shared with the bgp backend's CrossSubnet VXLAN) -------------

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.agent import log
-from tulle.agent.backends.base import BackendInfo, NodeInfo
+from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird
 from tulle.agent.backends.bgp.birdconf import DEFAULT_ASN, BirdConfig, render, validate_asn, validate_pools
@@ -172,7 +172,7 @@ class BgpBackend:
         self.mac = ""
         self.own: Lease | None = None
         self._lock = threading.Lock()
-        self._skipped: dict[str, str] = {}
+        self._skips = SkipWarnings("bgp: no CrossSubnet path to a node", "peer")
         self.last_peers: peers.PeerPlan | None = None
         self._local: list[IPv4Net] = []
 
@@ -212,7 +212,7 @@ class BgpBackend:
             if self.vxlan_on:
                 self._ensure_vtep()
                 wanted = crosssubnet.plan(self.node.name, remotes, blocks, self._connected(), self.config.vni)
-                self._report_skipped(wanted.skipped)
+                self._skips.report(wanted.skipped)
                 crosssubnet.apply(wanted)
             else:
                 crosssubnet.clear()
@@ -300,12 +300,6 @@ class BgpBackend:
                                      self.node.underlay_dev, self.node.underlay_mtu - OVERHEAD, self.mac)
         if not links.require(crosssubnet.DEVICE).up:
             links.set_up(crosssubnet.DEVICE)
-
-    def _report_skipped(self, skipped: dict[str, str]) -> None:
-        for who, reason in skipped.items():
-            if self._skipped.get(who) != reason:
-                log.warning("bgp: no CrossSubnet path to a node", peer=who, reason=reason)
-        self._skipped = dict(skipped)
 
 
 def factory(node: NodeInfo, backend_config: dict[str, Any]) -> BgpBackend:
