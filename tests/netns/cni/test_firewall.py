@@ -20,14 +20,6 @@ def conf(prev, **fields) -> dict:
     return c
 
 
-@pytest.fixture
-def lab(host_ns, pod_ns, make_netns):
-    client = make_netns("client")
-    pod = make_pod(host_ns, pod_ns)
-    add_client(host_ns, client)
-    return pod, client
-
-
 def listing(ns):
     return netns.run_in(ns, nft.list_table, firewall.FAMILY, firewall.TABLE)
 

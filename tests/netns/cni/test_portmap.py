@@ -19,15 +19,6 @@ def conf(prev, mappings, **fields) -> dict:
     return c
 
 
-@pytest.fixture
-def lab(host_ns, pod_ns, make_netns):
-    """A pod behind host_ns, and an outside client (203.0.113.2) on another host link."""
-    client = make_netns("client")
-    pod = make_pod(host_ns, pod_ns)
-    add_client(host_ns, client)
-    return pod, client
-
-
 def table(ns: str):
     return netns.run_in(ns, nft.list_table, hostports.FAMILY, hostports.TABLE)
 
