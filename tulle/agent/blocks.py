@@ -81,6 +81,19 @@ def local_prefixes(blocks: list[Block], node: str) -> list[IPv4Net]:
     return sorted(out)
 
 
+def read_blocks(store: Store, prefix: str) -> tuple[list[Block], dict[str, str]]:
+    """Every block under `prefix`, and the keys that would not decode (key → why): readers
+    that only look (routes, status) skip those; the allocator, which writes, stays strict."""
+    kvs, _ = store.list(blocks_prefix(prefix))
+    good, bad = [], {}
+    for kv in kvs:
+        try:
+            good.append(decode(kv))
+        except (ValueError, KeyError, TypeError) as exc:
+            bad[kv.key] = str(exc)
+    return good, bad
+
+
 def validate_block_size(pool: IPv4Net, block_size: int) -> None:
     if not pool.prefixlen <= block_size <= 32:
         raise ConfigError(f"block size /{block_size} does not fit pool {pool} (want /{pool.prefixlen}../32)")

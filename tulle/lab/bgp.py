@@ -29,7 +29,7 @@ from typing import Any
 from tulle import procs
 from tulle.agent.backends.bgp import peers as bgp_peers
 from tulle.agent.backends.bgp.bird import BIRD, Bird, check_config
-from tulle.agent.blocks import blocks_prefix, decode, local_prefixes
+from tulle.agent.blocks import local_prefixes, read_blocks
 from tulle.agent.lease import DEFAULT_PREFIX
 from tulle.errors import TulleError
 from tulle.kernel import netns
@@ -279,7 +279,7 @@ def pod_blocks(plan: Plan, kv: Store) -> dict[str, list[str]]:
     empty unless bgp: there the lease a node holds carries no pods."""
     if plan.backend != "bgp":
         return {}
-    blocks = [decode(x) for x in kv.list(blocks_prefix(DEFAULT_PREFIX))[0]]
+    blocks, _ = read_blocks(kv, DEFAULT_PREFIX)
     return {n.name: [str(p) for p in local_prefixes(blocks, n.name)] for n in plan.nodes}
 
 

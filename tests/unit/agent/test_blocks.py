@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tulle.agent.blocks import BlockAllocator, blocks_prefix, decode, local_prefixes
+from tulle.agent.blocks import BlockAllocator, blocks_prefix, decode, local_prefixes, read_blocks
 from tulle.errors import ConfigError, ExhaustedError
 from tulle.store import open_store
 
@@ -110,3 +110,14 @@ def test_concurrent_nodes_never_share_an_address(tmp_path):
 def test_bad_block_size():
     with pytest.raises(ConfigError):
         BlockAllocator(None, "/t", "n1", [POOL], block_size=20)  # type: ignore[arg-type]
+
+
+def test_read_blocks_sets_malformed_keys_aside(store):
+    """Routes and status read past a bad block (reporting it); the allocator stays strict."""
+    ip, block = alloc(store, "n1").allocate("c1", "eth0")
+    other = next(n for n in POOL.subnets(new_prefix=26) if n != block)
+    key = f"{blocks_prefix('/t')}{other.network_address}-26"
+    store.put(key, b"{not json")
+    good, bad = read_blocks(store, "/t")
+    assert [b.cidr for b in good] == [block] and ip in good[0].allocations
+    assert list(bad) == [key]

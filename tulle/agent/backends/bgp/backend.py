@@ -46,7 +46,7 @@ from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird
 from tulle.agent.backends.bgp.birdconf import DEFAULT_ASN, BirdConfig, render, validate_asn, validate_pools
-from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, Block, blocks_prefix, decode, local_prefixes, validate_block_size
+from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, Block, local_prefixes, read_blocks, validate_block_size
 from tulle.agent.lease import Lease
 from tulle.errors import ConfigError, TulleError
 
@@ -257,14 +257,10 @@ class BgpBackend:
         store = self.node.store
         if store is None:
             raise TulleError("bgp backend: no store to read the IPAM blocks from (NodeInfo.store)")
-        kvs, _ = store.list(blocks_prefix(self.node.prefix))
-        out = []
-        for kv in kvs:
-            try:
-                out.append(decode(kv))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("bgp: malformed block ignored", key=kv.key, error=str(exc))
-        return out
+        blocks, bad = read_blocks(store, self.node.prefix)
+        for key, why in bad.items():
+            log.warning("bgp: malformed block ignored", key=key, error=why)
+        return blocks
 
     def _connected(self) -> list[IPv4Net]:
         from tulle.kernel import addrs
