@@ -15,10 +15,10 @@ import pytest
 from tests.lab.conftest import needs_agent, new_lab_name
 from tests.lab.test_lifecycle import traces
 from tulle import procs
-from tulle.agent import netconfig
+from tulle.cluster import netconfig
 from tulle.agent.backends.bgp import crosssubnet
-from tulle.agent.blocks import blocks_prefix, decode
-from tulle.agent.lease import DEFAULT_PREFIX
+from tulle.cluster.blocks import blocks_prefix, decode
+from tulle.cluster.lease import DEFAULT_PREFIX
 from tulle.kernel import netns
 from tulle.lab import bgp, checks, cluster, pods, state
 

@@ -36,9 +36,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tulle.agent import diff, log, masquerade, metrics, netconfig
+from tulle.agent import diff, log, masquerade, metrics
+from tulle.cluster import netconfig
 from tulle.agent.backends import base
-from tulle.agent.lease import DEFAULT_PREFIX, Lease, subnets_prefix
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease, subnets_prefix
 from tulle.agent.subnet import DEFAULT_RENEW_MARGIN, DEFAULT_TTL, SubnetManager
 from tulle.errors import ConfigError, TulleError
 from tulle.store import Compacted, Store, StoreError, open_store

@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from tulle.agent.lease import Lease, subnet_from_key
+from tulle.cluster.lease import Lease, subnet_from_key
 from tulle.agent.subnet import kv_to_lease
 from tulle.store import KV, Event
 

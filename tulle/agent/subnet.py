@@ -26,8 +26,8 @@ import time
 from typing import Any, Callable
 
 from tulle.agent import log
-from tulle.agent.lease import Lease, decode, encode, subnet_from_key, subnet_key, subnets_prefix
-from tulle.agent.netconfig import NetConfig
+from tulle.cluster.lease import Lease, decode, encode, subnet_from_key, subnet_key, subnets_prefix
+from tulle.cluster.netconfig import NetConfig
 from tulle.errors import ExhaustedError, TryAgain
 from tulle.store import KV, LeaseExpired, Store
 

@@ -73,7 +73,7 @@ def _agent_run(args: argparse.Namespace) -> int:
 
 def _agent_init_network(args: argparse.Namespace) -> int:
     """Write the cluster network config (`<prefix>/config`) the agents read."""
-    from tulle.agent import netconfig
+    from tulle.cluster import netconfig
     from tulle.store import open_store
 
     cfg = netconfig.build(args.network, subnet_len=args.subnet_len, backend=args.backend, vni=args.vni,
@@ -90,7 +90,7 @@ def _agent_init_network(args: argparse.Namespace) -> int:
 
 def _store_args(p) -> None:
     """Where the agents' shared state is: the same two options for every agent command."""
-    from tulle.agent.lease import DEFAULT_PREFIX
+    from tulle.cluster.lease import DEFAULT_PREFIX
 
     p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from tulle import procs
-from tulle.agent.lease import DEFAULT_PREFIX, Lease, decode, subnets_prefix
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease, decode, subnets_prefix
 from tulle.errors import TulleError
 from tulle.kernel import netns, routes
 from tulle.lab import nodes

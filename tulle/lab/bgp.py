@@ -29,8 +29,8 @@ from typing import Any
 from tulle import procs
 from tulle.agent.backends.bgp import peers as bgp_peers
 from tulle.agent.backends.bgp.bird import BIRD, Bird, check_config
-from tulle.agent.blocks import local_prefixes, read_blocks
-from tulle.agent.lease import DEFAULT_PREFIX
+from tulle.cluster.blocks import local_prefixes, read_blocks
+from tulle.cluster.lease import DEFAULT_PREFIX
 from tulle.errors import TulleError
 from tulle.kernel import netns
 from tulle.lab import nodes, state

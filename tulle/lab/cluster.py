@@ -16,8 +16,8 @@ import signal
 from typing import Any
 
 from tulle import procs
-from tulle.agent import netconfig
-from tulle.agent.lease import DEFAULT_PREFIX, subnet_key
+from tulle.cluster import netconfig
+from tulle.cluster.lease import DEFAULT_PREFIX, subnet_key
 from tulle.cni.install import install
 from tulle.errors import ExistsError, TulleError
 from tulle.kernel import netns

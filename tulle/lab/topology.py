@@ -160,7 +160,7 @@ def check_network(network: str | ipaddress.IPv4Network, subnet_len: int, nodes: 
                   backend: str = "vxlan") -> ipaddress.IPv4Network:
     """The pod CIDR must be a valid Flannel config, clear of the underlay and host ranges,
     and hold a subnet per node."""
-    from tulle.agent import netconfig
+    from tulle.cluster import netconfig
 
     try:
         net = ipaddress.IPv4Network(str(network), strict=True)

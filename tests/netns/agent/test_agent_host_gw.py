@@ -12,8 +12,8 @@ import pytest
 
 from tests.cnirun import wait_for
 from tests.netns.agent.conftest import agent_routes, http_get
-from tulle.agent import netconfig
-from tulle.agent.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
+from tulle.cluster import netconfig
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
 from tulle.kernel import links, netns, nft
 from tulle.store import open_store
 

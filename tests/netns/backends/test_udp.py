@@ -13,7 +13,7 @@ import pytest
 
 from tests.netns.backends import overlay_topo as topo
 from tulle.agent.backends import base, udp
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.kernel import addrs, links, routes
 
 pytestmark = pytest.mark.netns

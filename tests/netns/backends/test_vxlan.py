@@ -11,7 +11,7 @@ import pytest
 
 from tests.netns.backends import overlay_topo as topo
 from tulle.agent.backends import base, vxlan
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.kernel import links, neigh, routes
 
 pytestmark = pytest.mark.netns

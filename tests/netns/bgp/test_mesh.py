@@ -63,7 +63,7 @@ def test_mesh_routes_pods_join_leave(bgplab):
                  timeout=12.0, logs=lab.logs)
 
     # n4 leaves for good (its lease goes): the peers drop the session by reconfiguring
-    from tulle.agent.lease import DEFAULT_PREFIX, subnets_prefix
+    from tulle.cluster.lease import DEFAULT_PREFIX, subnets_prefix
     kvs, _ = lab.store.list(subnets_prefix(DEFAULT_PREFIX))
     for kv in kvs:
         if b'"Node": "n4"' in kv.value:

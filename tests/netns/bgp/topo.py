@@ -17,9 +17,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tulle.agent import netconfig
+from tulle.cluster import netconfig
 from tulle.agent.backends.bgp.bird import Bird, parse_protocols, parse_routes
-from tulle.agent.lease import DEFAULT_PREFIX
+from tulle.cluster.lease import DEFAULT_PREFIX
 from tulle.kernel import addrs, links, netns, routes, sysctl
 from tulle.store import open_store
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tulle.agent import netconfig
+from tulle.cluster import netconfig
 from tulle.agent.backends.bgp import load_config
 from tulle.agent.backends.bgp.bird import check_config, parse_protocols, parse_routes
 from tulle.errors import ConfigError

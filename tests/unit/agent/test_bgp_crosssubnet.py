@@ -6,8 +6,8 @@ import ipaddress as ip
 
 from tulle.agent.backends.bgp import crosssubnet
 from tulle.agent.backends.vxlan import RouteSpec
-from tulle.agent.blocks import Block
-from tulle.agent.lease import Lease
+from tulle.cluster.blocks import Block
+from tulle.cluster.lease import Lease
 
 N = ip.IPv4Network
 A = ip.IPv4Address

@@ -6,7 +6,7 @@ import threading
 
 from tests.unit.agent.test_daemon_loop import FakeBackend, env, wait_for  # noqa: F401 - env is a fixture
 from tulle.agent import daemon
-from tulle.agent.lease import DEFAULT_PREFIX
+from tulle.cluster.lease import DEFAULT_PREFIX
 
 
 class BlockWatcher(FakeBackend):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tulle.agent.blocks import BlockAllocator, blocks_prefix, decode, local_prefixes, read_blocks
+from tulle.cluster.blocks import BlockAllocator, blocks_prefix, decode, local_prefixes, read_blocks
 from tulle.errors import ConfigError, ExhaustedError
 from tulle.store import open_store
 

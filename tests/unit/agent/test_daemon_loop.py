@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tulle.agent import daemon, masquerade, metrics, netconfig
+from tulle.agent import daemon, masquerade, metrics
+from tulle.cluster import netconfig
 from tulle.agent.backends import base
-from tulle.agent.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
 from tulle.errors import ExhaustedError, TulleError
 from tulle.store import Compacted, open_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from tulle.agent import diff
-from tulle.agent.lease import Lease, encode, subnet_key
+from tulle.cluster.lease import Lease, encode, subnet_key
 from tulle.store import KV, Event
 
 P = "/coreos.com/network"

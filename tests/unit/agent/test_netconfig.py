@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from tulle.agent import netconfig
+from tulle.cluster import netconfig
 from tulle.errors import ConfigError, NotFoundError
 from tulle.store import open_store
 

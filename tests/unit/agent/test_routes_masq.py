@@ -9,7 +9,7 @@ import pytest
 from tulle.agent import masquerade, metrics
 from tulle.agent.backends import base, host_gw
 from tulle.agent.backends.routes_base import ROUTE_PROTO, plan
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 from tulle.kernel.routes import Route
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from tulle.agent import netconfig
-from tulle.agent.lease import Lease, decode, encode, subnet_key
+from tulle.cluster import netconfig
+from tulle.cluster.lease import Lease, decode, encode, subnet_key
 from tulle.agent.subnet import SubnetManager, free_subnets
 from tulle.errors import ExhaustedError
 from tulle.store import open_store

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from tulle.agent.backends import udp, udp_forwarder as fw
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 
 NET = ipaddress.IPv4Network

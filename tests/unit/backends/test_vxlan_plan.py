@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from tulle.agent.backends import vxlan
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 
 NET = ipaddress.IPv4Network

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tulle.agent import netconfig
+from tulle.cluster import netconfig
 from tulle.agent.backends.bgp.bird import check_config
 from tulle.errors import ConfigError
 from tulle.lab import bgp, nodes, topology

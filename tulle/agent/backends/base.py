@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from tulle.agent import log
-from tulle.agent.lease import DEFAULT_PREFIX, Lease
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from tulle.agent.backends.base import NodeInfo
 from tulle.agent.backends.routes_base import ROUTE_PROTO, Refused, RouteNetwork, connected_networks
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 from tulle.kernel import addrs
 from tulle.kernel.routes import Route

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from tulle.agent import log, metrics
 from tulle.agent.backends.base import BackendInfo, NodeInfo
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import KernelError, TulleError
 from tulle.kernel import routes
 from tulle.kernel.routes import Route

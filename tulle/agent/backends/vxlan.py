@@ -37,7 +37,7 @@ from typing import Any
 
 from tulle.agent import log
 from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
-from tulle.agent.lease import Lease
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError, TulleError
 
 TYPE = "vxlan"

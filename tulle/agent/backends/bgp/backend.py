@@ -16,7 +16,7 @@ Network config (`<prefix>/config`, "Backend" object; every field optional):
 
 The node's lease is its registration (PublicIP, TTL liveness, BackendData
 {"VtepMAC", "VNI", "ASNumber"}); its subnet carries no pods — pod addresses come
-from the store's blocks (tulle.agent.blocks, plugin tulle-blocks) and pods are
+from the store's blocks (tulle.cluster.blocks, plugin tulle-blocks) and pods are
 wired by tulle-routed.
 
   prepare()   the CrossSubnet VTEP (its MAC goes into the lease); BIRD started on a
@@ -46,8 +46,8 @@ from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird
 from tulle.agent.backends.bgp.birdconf import DEFAULT_ASN, BirdConfig, render, validate_asn, validate_pools
-from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, Block, local_prefixes, read_blocks, validate_block_size
-from tulle.agent.lease import Lease
+from tulle.cluster.blocks import DEFAULT_BLOCK_SIZE, Block, local_prefixes, read_blocks, validate_block_size
+from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError, TulleError
 
 TYPE = "bgp"

@@ -26,8 +26,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from tulle.agent.backends.vxlan import RouteSpec, _lease_mac
-from tulle.agent.blocks import Block
-from tulle.agent.lease import Lease
+from tulle.cluster.blocks import Block
+from tulle.cluster.lease import Lease
 
 IPv4Addr = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network

@@ -18,8 +18,8 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from tulle.agent.blocks import DEFAULT_BLOCK_SIZE, BlockAllocator
-from tulle.agent.lease import DEFAULT_PREFIX, config_key
+from tulle.cluster.blocks import DEFAULT_BLOCK_SIZE, BlockAllocator
+from tulle.cluster.lease import DEFAULT_PREFIX, config_key
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import IPConfig, Result, Route
 from tulle.errors import CheckFailed, ConfigError

@@ -24,8 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from tulle.agent.backends.base import REGISTRY
-from tulle.agent.lease import config_key
+from tulle.cluster.lease import config_key
 from tulle.errors import ConfigError, NotFoundError
 
 DEFAULT_BACKEND = "vxlan"
@@ -37,6 +36,7 @@ BACKEND_DEFAULTS: dict[str, dict[str, Any]] = {
     "host-gw": {},
     "bgp": {"ASNumber": 64512, "BlockSize": 26, "CrossSubnet": True, "VNI": 4096, "Port": 4789},
 }
+BACKENDS = tuple(sorted(BACKEND_DEFAULTS))   # the backend types a network config may name
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ def parse_backend(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"Backend: expected an object, got {raw!r}")
     btype = raw.get("Type", DEFAULT_BACKEND)
-    if not isinstance(btype, str) or btype not in REGISTRY:
-        raise ConfigError(f"Backend.Type: unknown backend {btype!r}; known backends: {', '.join(sorted(REGISTRY))}")
+    if not isinstance(btype, str) or btype not in BACKENDS:
+        raise ConfigError(f"Backend.Type: unknown backend {btype!r}; known backends: {', '.join(BACKENDS)}")
     out = {"Type": btype, **BACKEND_DEFAULTS.get(btype, {})}
     out.update({k: v for k, v in raw.items() if v is not None})
     _int(out, "VNI", "Backend.", 1, (1 << 24) - 1)
