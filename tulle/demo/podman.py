@@ -52,6 +52,9 @@ class PodmanError(TulleError):
 
 @dataclass
 class Container:
+    """A container; `ip` is its address on the sandbox network (a pod member's or a
+    container:<id> joiner's is the one of the netns it shares), "" for none and host."""
+
     name: str
     ip: str
     id: str
@@ -110,6 +113,7 @@ class Sandbox:
     subnet: str = SUBNET
     timeout: float = 30.0
     containers: list[str] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)
     _existing: set[str] = field(default_factory=set)
     _netns_before: set[str] = field(default_factory=set)
 
@@ -193,17 +197,40 @@ class Sandbox:
                               f"{proc.stderr.decode(errors='replace').strip()}")
         return proc
 
-    def run(self, name: str, *cmd: str, publish: tuple[str, ...] = ()) -> Container:
-        """`podman run -d` on the sandbox network; returns the container and its IP."""
+    def run(self, name: str, *cmd: str, publish: tuple[str, ...] = (), network: str | None = None,
+            pod: str | None = None) -> Container:
+        """`podman run -d` on the sandbox network, or on `network` (any podman network
+        mode: none, host, container:<id>), or in `pod` (which owns the network and the
+        cgroup parent); returns the container and its IP on the sandbox network."""
         self.containers.append(name)
-        args = ["run", "-d", "--name", name, "--network", self.network,
-                "--cgroup-parent", self.cgroup_parent]
+        args = ["run", "-d", "--name", name]
+        if pod is not None:
+            args += ["--pod", pod]
+        else:
+            args += ["--network", network or self.network, "--cgroup-parent", self.cgroup_parent]
         for p in publish:
             args += ["-p", p]
         cid = self.podman(*args, IMAGE, *cmd).stdout.decode().strip()
-        info = json.loads(self.podman("inspect", name).stdout)[0]
-        ip = info["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+        info = self.inspect(name)
+        ip = (info["NetworkSettings"].get("Networks") or {}).get(self.network, {}).get("IPAddress", "")
         return Container(name=name, ip=ip, id=cid or info["Id"])
+
+    def pod_create(self, name: str, *options: str, network: str | None = None) -> str:
+        """`podman pod create` on the sandbox network (or `network`); returns the pod's id.
+
+        Unless `options` name an --infra-image, the infra container's image is the one
+        podman 4 builds locally from catatonit (localhost/podman-pause): nothing is pulled.
+        """
+        self.pods.append(name)
+        args = ["pod", "create", "--name", name, "--network", network or self.network,
+                "--cgroup-parent", self.cgroup_parent, *options]
+        return self.podman(*args).stdout.decode().strip()
+
+    def inspect(self, name: str, kind: str = "container") -> dict:
+        """`podman inspect` (or `podman pod inspect` with kind="pod") of one object."""
+        args = ("pod", "inspect", name) if kind == "pod" else ("inspect", name)
+        info = json.loads(self.podman(*args).stdout)
+        return info[0] if isinstance(info, list) else info
 
     def exec(self, name: str, *cmd: str, input: bytes | None = None,
              timeout: float = 10.0) -> subprocess.CompletedProcess:
@@ -212,21 +239,44 @@ class Sandbox:
         return self.podman(*args, input=input, check=False, timeout=timeout)
 
     def remove(self, *names: str) -> None:
-        """`podman rm -f` without a grace period (the demo's processes need none);
-        names that do not exist (a failed `run`) are ignored."""
+        """`podman rm -f` without a grace period (the demo's processes need none), with
+        the containers that joined their netns (`--depend`: podman refuses to remove a
+        netns owner before them); names that do not exist (a failed `run`) are ignored."""
         if names:
-            self.podman("rm", "-f", "--ignore", "-t", "0", *names)
+            self.podman("rm", "-f", "--depend", "--ignore", "-t", "0", *names)
             self.containers = [c for c in self.containers if c not in names]
 
+    def remove_pods(self, *names: str) -> None:
+        """`podman pod rm -f` (with its containers) without a grace period; absent ones ignored."""
+        if names:
+            self.podman("pod", "rm", "-f", "--ignore", "-t", "0", *names)
+            self.pods = [p for p in self.pods if p not in names]
+
     # --- tear down ---------------------------------------------------------
+    def remove_all(self) -> None:
+        """Remove every pod and container this sandbox started; keeps going on errors."""
+        for remove, names in ((self.remove_pods, self.pods), (self.remove, self.containers)):
+            try:
+                remove(*names)
+            except PodmanError:
+                pass  # keep cleaning: what follows a failed remove does not need podman
+        self.wait_quiet()
+
     def wait_quiet(self, timeout: float = 10.0) -> None:
-        """Wait for conmon's `podman container cleanup` children of this sandbox to end."""
+        """Wait for the conmon and `podman container cleanup` processes of this sandbox's
+        stopped or removed containers to end; those of running containers stay, so this
+        returns at once when one container of several was removed."""
+        if not self._helpers(set()):
+            return  # nothing of ours runs: no need to ask podman what does
+        ps = self.podman("ps", "-q", "--no-trunc", check=False)
+        running = set(ps.stdout.decode().split()) if ps.returncode == 0 else set()
         deadline = time.monotonic() + timeout
-        while self._helpers() and time.monotonic() < deadline:
+        while self._helpers(running) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _helpers(self) -> list[int]:
-        """pids of running podman/conmon processes that use this sandbox's workdir."""
+    def _helpers(self, running: set[str]) -> list[int]:
+        """pids of podman/conmon processes that use this sandbox's workdir, except the
+        conmons of the `running` container IDs."""
         marker = self.workdir.encode()
         pids = []
         for entry in os.listdir("/proc"):
@@ -237,7 +287,8 @@ class Sandbox:
                     cmdline = f.read()
             except OSError:
                 continue
-            if marker in cmdline and (b"conmon" in cmdline or b"podman" in cmdline):
+            if marker in cmdline and (b"conmon" in cmdline or b"podman" in cmdline) \
+                    and _conmon_of(cmdline) not in running:
                 pids.append(int(entry))
         return pids
 
@@ -253,13 +304,8 @@ class Sandbox:
             return []
 
     def close(self) -> None:
-        """Remove every container, then everything podman left on the host for us."""
-        if self.containers:
-            try:
-                self.remove(*self.containers)
-            except PodmanError:
-                pass  # keep cleaning: the steps below do not need podman
-        self.wait_quiet()
+        """Remove every pod and container, then everything podman left on the host for us."""
+        self.remove_all()
         for name in self.new_podman_netns():
             netns.remove(name)
         for name in self.cni_results():
@@ -292,6 +338,14 @@ class Sandbox:
                     os.unlink(path)
             except OSError:
                 pass
+
+
+def _conmon_of(cmdline: bytes) -> str | None:
+    """The container ID a conmon process monitors (its `-c` argument); None for others."""
+    argv = cmdline.split(b"\0")
+    if not argv[0].endswith(b"conmon") or b"-c" not in argv[:-1]:
+        return None
+    return argv[argv.index(b"-c") + 1].decode()
 
 
 def _listdir(path: str) -> list[str]:
