@@ -81,10 +81,10 @@ def local_prefixes(blocks: list[Block], node: str) -> list[IPv4Net]:
     return sorted(out)
 
 
-def read_blocks(store: Store, prefix: str) -> tuple[list[Block], dict[str, str]]:
-    """Every block under `prefix`, and the keys that would not decode (key → why): readers
-    that only look (routes, status) skip those; the allocator, which writes, stays strict."""
-    kvs, _ = store.list(blocks_prefix(prefix))
+def decode_all(kvs: list[KV]) -> tuple[list[Block], dict[str, str]]:
+    """The blocks of a listing, and the keys that would not decode (key → why): readers
+    that only look (routes, status, masquerade) skip those; the allocator, which writes,
+    stays strict."""
     good, bad = [], {}
     for kv in kvs:
         try:
@@ -92,6 +92,17 @@ def read_blocks(store: Store, prefix: str) -> tuple[list[Block], dict[str, str]]
         except (ValueError, KeyError, TypeError) as exc:
             bad[kv.key] = str(exc)
     return good, bad
+
+
+def decode_kvs(kvs: list[KV]) -> list[Block]:
+    """The blocks of a listing that decode (see decode_all)."""
+    return decode_all(kvs)[0]
+
+
+def read_blocks(store: Store, prefix: str) -> tuple[list[Block], dict[str, str]]:
+    """Every block under `prefix` read from the store (see decode_all)."""
+    kvs, _ = store.list(blocks_prefix(prefix))
+    return decode_all(kvs)
 
 
 def validate_block_size(pool: IPv4Net, block_size: int) -> None:

@@ -31,11 +31,12 @@ NOT_FOUND = "Not found"
 
 
 def _show(value: Any) -> str:
-    """A value as the API server quotes it: strings in double quotes, the rest as JSON."""
+    """A value as the API server quotes it: strings in double quotes, the rest as the
+    compact JSON Go's encoding/json writes (`{"app":"web"}`)."""
     if isinstance(value, str):
         return json.dumps(value)
     try:
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return repr(value)
 
@@ -80,6 +81,11 @@ def forbidden(path: str, detail: str) -> FieldError:
 
 def too_many(path: str, have: int, most: int) -> FieldError:
     return FieldError(path, TOO_MANY, have, f"must have at most {most} items")
+
+
+def too_long(path: str, most: int) -> FieldError:
+    """A value over a byte limit (the value itself is not shown, as apimachinery omits it)."""
+    return FieldError(path, TOO_LONG, None, f"may not be more than {most} byte{'' if most == 1 else 's'}")
 
 
 def not_found(path: str, value: Any) -> FieldError:

@@ -8,10 +8,9 @@ Parsing is pure and strict: every mistake a user can make (bad CIDR, a network
 too small to split, a SubnetLen the network cannot hold, SubnetMin/Max outside
 or misaligned, unknown backend, VNI/Port out of range) is a ConfigError naming
 the field, raised before the agent touches the kernel or the store.
-The bgp backend's fields (ASNumber, BlockSize, Pools, RouteReflectors, CrossSubnet,
-ToR; see tulle.agent.backends.bgp.backend) are validated here too: an AS out of
-range, pools outside Network or overlapping each other, a block size the pools
-cannot hold.
+The "Backend" object is read by its type's parser in tulle.cluster.backendconf
+(bgp: an AS out of range, pools outside Network or overlapping each other, a
+block size the pools cannot hold, ...); `NetConfig.backend_config` is the result.
 Defaults follow Flannel (SubnetLen 24, or prefix+1 for networks of /24 and
 smaller; SubnetMin skips the network's first subnet; SubnetMax is its last),
 except the backend: tulle defaults to vxlan (Flannel's default is udp).
@@ -19,24 +18,19 @@ except the backend: tulle defaults to vxlan (Flannel's default is udp).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from tulle.cluster import backendconf
 from tulle.cluster.lease import config_key
-from tulle.errors import ConfigError, NotFoundError
+from tulle.cluster.allocators import DEFAULT_NODE_PORTS, DEFAULT_SERVICE_NETWORK, parse_port_range
+from tulle.errors import ConfigError, NotFoundError, TulleError
 
-DEFAULT_BACKEND = "vxlan"
 MAX_NETWORK_PREFIX = 28   # Flannel: "Minimum useful network prefix is /28"
 MAX_SUBNET_LEN = 30       # a /31 or /32 holds no pod next to the gateway
-BACKEND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vxlan": {"VNI": 1, "Port": 8472, "DirectRouting": False},
-    "udp": {"Port": 8285},
-    "host-gw": {},
-    "bgp": {"ASNumber": 64512, "BlockSize": 26, "CrossSubnet": True, "VNI": 4096, "Port": 4789},
-}
-BACKENDS = tuple(sorted(BACKEND_DEFAULTS))   # the backend types a network config may name
 
 
 @dataclass(frozen=True)
@@ -46,10 +40,18 @@ class NetConfig:
     subnet_min: ipaddress.IPv4Network
     subnet_max: ipaddress.IPv4Network
     backend: dict[str, Any] = field(default_factory=dict, hash=False)  # "Backend" with defaults filled
+    # Services (kube-apiserver's --service-cluster-ip-range and --service-node-port-range)
+    service_network: ipaddress.IPv4Network | None = DEFAULT_SERVICE_NETWORK   # None: no ClusterIPs
+    node_ports: range = DEFAULT_NODE_PORTS
 
     @property
     def backend_type(self) -> str:
         return str(self.backend["Type"])
+
+    @functools.cached_property
+    def backend_config(self) -> backendconf.BackendConfig:
+        """The "Backend" object read by its type's parser (parse() has checked it already)."""
+        return backendconf.parse(self.backend, self.network)
 
     def subnets(self) -> Iterator[ipaddress.IPv4Network]:
         """Every subnet between SubnetMin and SubnetMax, in order."""
@@ -72,21 +74,12 @@ class NetConfig:
             "SubnetMin": str(self.subnet_min.network_address),
             "SubnetMax": str(self.subnet_max.network_address),
             "Backend": dict(self.backend),
+            **({"ServiceNetwork": str(self.service_network)} if self.service_network else {}),
+            "NodePortRange": f"{self.node_ports.start}-{self.node_ports.stop - 1}",
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def _int(obj: dict[str, Any], name: str, where: str, lo: int, hi: int) -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}{name}: expected an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{where}{name} {value} is out of range {lo}..{hi}")
-    return value
 
 
 def _subnet_bound(raw: Any, name: str, network: ipaddress.IPv4Network, subnet_len: int) -> ipaddress.IPv4Network:
@@ -102,24 +95,6 @@ def _subnet_bound(raw: Any, name: str, network: ipaddress.IPv4Network, subnet_le
         raise ConfigError(f"{name} {raw} is not aligned to SubnetLen /{subnet_len} "
                           f"(nearest subnet: {subnet.network_address})")
     return subnet
-
-
-def parse_backend(raw: Any) -> dict[str, Any]:
-    """The "Backend" object with its type checked against the registry and defaults filled."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"Backend: expected an object, got {raw!r}")
-    btype = raw.get("Type", DEFAULT_BACKEND)
-    if not isinstance(btype, str) or btype not in BACKENDS:
-        raise ConfigError(f"Backend.Type: unknown backend {btype!r}; known backends: {', '.join(BACKENDS)}")
-    out = {"Type": btype, **BACKEND_DEFAULTS.get(btype, {})}
-    out.update({k: v for k, v in raw.items() if v is not None})
-    _int(out, "VNI", "Backend.", 1, (1 << 24) - 1)
-    _int(out, "Port", "Backend.", 1, 65535)
-    if "DirectRouting" in out and not isinstance(out["DirectRouting"], bool):
-        raise ConfigError(f"Backend.DirectRouting: expected true or false, got {out['DirectRouting']!r}")
-    return out
 
 
 def parse(data: bytes | str | dict[str, Any]) -> NetConfig:
@@ -148,8 +123,7 @@ def parse(data: bytes | str | dict[str, Any]) -> NetConfig:
         raise ConfigError(f"Network {network} is too small: the smallest useful network is a "
                           f"/{MAX_NETWORK_PREFIX}")
     default_len = 24 if network.prefixlen < 24 else network.prefixlen + 1
-    subnet_len = _int(data, "SubnetLen", "", -(1 << 31), 1 << 31)
-    subnet_len = default_len if subnet_len is None else subnet_len
+    subnet_len = backendconf.integer(data, "SubnetLen", default_len, -(1 << 31), 1 << 31, where="")
     if subnet_len <= network.prefixlen:
         raise ConfigError(f"SubnetLen /{subnet_len} is larger than the network allows: Network "
                           f"{network} needs a SubnetLen of at least /{network.prefixlen + 1}")
@@ -165,18 +139,46 @@ def parse(data: bytes | str | dict[str, Any]) -> NetConfig:
         if data.get("SubnetMax") else default_max
     if smin.network_address > smax.network_address:
         raise ConfigError(f"SubnetMin {smin.network_address} is above SubnetMax {smax.network_address}")
-    backend = parse_backend(data.get("Backend"))
-    if backend["Type"] == "bgp":  # AS range, pools inside Network and disjoint, BlockSize, ToR
-        from tulle.agent.backends.bgp.backend import load_config as load_bgp
-
-        load_bgp(backend, network)
-    return NetConfig(network, subnet_len, smin, smax, backend)
+    backend = backendconf.fill(data.get("Backend"))
+    backendconf.parse(backend, network)   # every field checked now, not when the agent starts the backend
+    service_network, node_ports = _services(data, network)
+    return NetConfig(network, subnet_len, smin, smax, backend, service_network, node_ports)
 
 
-def build(network: str, subnet_len: int | None = None, backend: str = DEFAULT_BACKEND,
+def _services(data: dict[str, Any], network: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Network | None, range]:
+    """ServiceNetwork (ClusterIPs; must not overlap the pod network) and NodePortRange.
+    A Flannel config that names no ServiceNetwork and whose Network covers the default
+    (10.0.0.0/8 is common) stays valid: it simply has no ClusterIPs until one is set."""
+    raw = data.get("ServiceNetwork")
+    if not raw and DEFAULT_SERVICE_NETWORK.overlaps(network):
+        service_network = None
+    else:
+        service_network = _service_network(raw or str(DEFAULT_SERVICE_NETWORK), network)
+    raw_ports = data.get("NodePortRange") or "30000-32767"
+    try:
+        node_ports = parse_port_range(str(raw_ports))
+    except TulleError as exc:
+        raise ConfigError(f"NodePortRange: {exc.msg}") from None
+    return service_network, node_ports
+
+
+def _service_network(raw: Any, network: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    try:
+        service_network = ipaddress.IPv4Network(str(raw))
+    except ValueError:
+        raise ConfigError(f"ServiceNetwork {raw!r} is not a valid IPv4 CIDR") from None
+    if service_network.prefixlen > 30:
+        raise ConfigError(f"ServiceNetwork {service_network} is too small: at least a /30")
+    if service_network.overlaps(network):
+        raise ConfigError(f"ServiceNetwork {service_network} overlaps the pod Network {network}")
+    return service_network
+
+
+def build(network: str, subnet_len: int | None = None, backend: str = backendconf.DEFAULT_TYPE,
           vni: int | None = None, port: int | None = None, direct_routing: bool = False,
           subnet_min: str | None = None, subnet_max: str | None = None,
-          extra: dict[str, Any] | None = None) -> NetConfig:
+          extra: dict[str, Any] | None = None, service_network: str | None = None,
+          node_port_range: str | None = None) -> NetConfig:
     """A config from command-line style arguments (validated like any other); `extra`
     adds backend fields (bgp: ASNumber, RouteReflectors, ToR, ...)."""
     be: dict[str, Any] = {"Type": backend, "VNI": vni, "Port": port}
@@ -184,7 +186,8 @@ def build(network: str, subnet_len: int | None = None, backend: str = DEFAULT_BA
         be["DirectRouting"] = True
     be.update(extra or {})
     return parse({"Network": network, "SubnetLen": subnet_len, "SubnetMin": subnet_min,
-                  "SubnetMax": subnet_max, "Backend": be})
+                  "SubnetMax": subnet_max, "Backend": be, "ServiceNetwork": service_network,
+                  "NodePortRange": node_port_range})
 
 
 def overlaps(network: ipaddress.IPv4Network | str,
