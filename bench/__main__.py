@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only cni,churn,throughput,control] [--backends host-gw,vxlan,udp,bgp] …`
+"""`python -m bench [--quick] [--only cni,churn,throughput,control,objects] [--backends host-gw,vxlan,udp,bgp] …`
 
 Runs the scenarios, writes bench/results/<id>.json and the markdown report
 (docs/benchmarks.md for a full run; --report elsewhere). Needs root (it makes
@@ -17,7 +17,7 @@ import traceback
 from bench import core, machine, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENARIOS = ("cni", "churn", "throughput", "control")
+SCENARIOS = ("cni", "churn", "throughput", "control", "objects")
 BACKENDS = ("host-gw", "vxlan", "udp", "bgp")
 
 
@@ -49,6 +49,7 @@ def sizes(args: argparse.Namespace) -> dict:
         "pings": 10 if q else 300,
         "sizes": tuple(int(x) for x in args.sizes.split(",")) if args.sizes else ((3,) if q else (10, 50)),
         "fr_rounds": 1 if q else 5, "joins": 1 if q else 3, "window": 0.5 if q else 5.0,
+        "object_rounds": 2 if q else 50, "failovers": 1 if q else 3,
     }
 
 
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> dict:
                 from bench import control
                 result["control"] = control.run(z["sizes"], rounds=z["fr_rounds"], joins=z["joins"],
                                                 window=z["window"], lab_prefix=f"{prefix}c")
+            elif name == "objects":
+                from bench import objects
+                result["objects"] = objects.run(rounds=z["object_rounds"], failovers=z["failovers"],
+                                                lab=f"{prefix}o")
         except Exception as exc:   # one failed scenario must not lose the others' figures
             traceback.print_exc()
             result["errors"][name] = f"{type(exc).__name__}: {exc}"

@@ -24,12 +24,16 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def p90(xs: list[float]) -> float:
-    """Nearest-rank 90th percentile (no interpolation: every value is a real sample)."""
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: every value is a real sample)."""
     if not xs:
         return float("nan")
     s = sorted(xs)
-    return s[max(0, math.ceil(0.9 * len(s)) - 1)]
+    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+
+
+def p90(xs: list[float]) -> float:
+    return percentile(xs, 90)
 
 
 def summary(xs: list[float]) -> dict[str, float | int]:

@@ -48,6 +48,14 @@ def goals(r: dict) -> list[dict[str, Any]]:
         goal(f"join routed on all nodes ({big} nodes, worst of {len(sizes[big]['join'])})", "≤ 2 s", worst,
              worst <= 2.0)
         goal(f"a {big}-node lab runs on this machine", "all agents alive", None, bool(sizes[big].get("alive")))
+    ob = r.get("objects")
+    if ob:
+        ready = ob["slice"]["ready_s"]["median"]
+        goal("pod Ready → EndpointSlice updated (p50)", "≤ 0.1 s", ready, ready <= 0.1)
+        goal("pod Ready → EndpointSlice updated (p99)", "≤ 0.5 s", ob["slice"]["ready_p99_s"],
+             ob["slice"]["ready_p99_s"] <= 0.5)
+        fo = ob["failover_ratio_lease"]
+        goal("leader failover vs the lease duration", "≤ 1.3×", fo, fo <= 1.3)
     return out
 
 
@@ -90,6 +98,8 @@ def render(r: dict, notes: str = "") -> str:
         parts += _throughput(r["throughput"])
     if r.get("control"):
         parts += _control(r["control"])
+    if r.get("objects"):
+        parts += _objects(r["objects"])
     return "\n".join(parts) + "\n"
 
 
@@ -195,3 +205,23 @@ def _control(c: dict) -> list[str]:
     if "join_ratio_big_small" in c:
         out += [f"Join at the largest size vs the smallest: {fmt(c['join_ratio_big_small'])}×.", ""]
     return out
+
+
+def _objects(o: dict) -> list[str]:
+    sl, fl = o["slice"], o["store_floor_s"]
+    fo = o["failover"]["takeover_s"]
+    return ["## Cluster objects", "",
+            f"A 3-node host-gw lab, SQLite store, {o['rounds']} rounds alternated with the store's floor (a plain "
+            "key write until a watcher sees it). Ready: a Pod object's status turns Ready under a Service's "
+            "selector, until the endpoints controller's EndpointSlice write is seen; deleted: the Pod object "
+            "deleted, until the slice no longer lists it. Failover: SIGKILL of the agent holding the leader "
+            f"lease until another agent holds it (lease duration {o['leader_lease_s']} s).", "",
+            _table(["what", "median", "p90", "p99", "vs floor"], [
+                ["pod Ready → slice", _ms(sl["ready_s"]["median"]), _ms(sl["ready_s"]["p90"]),
+                 _ms(sl["ready_p99_s"]), fmt(o["slice_ratio_floor"]) + "×"],
+                ["pod deleted → slice", _ms(sl["deleted_s"]["median"]), _ms(sl["deleted_s"]["p90"]),
+                 _ms(sl["deleted_p99_s"]), "–"],
+                ["store floor (write → watcher)", _ms(fl["median"]), _ms(fl["p90"]), "–", "1×"],
+                ["leader failover", fmt(fo["median"], " s"), fmt(fo["p90"], " s"), "–",
+                 f"{fmt(o['failover_ratio_lease'])}× the lease"],
+            ]), ""]

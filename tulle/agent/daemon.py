@@ -1,24 +1,25 @@
-"""The node agent's run loop (`tulle agent run`).
+"""The node agent's run loop (`tulle agent run`): a host of controllers.
 
 Startup, each step undone if a later one fails, so bad input leaves nothing:
   open the store → read and validate `<prefix>/config` → find the underlay
   (PublicIP, device, MTU) → build the backend (registry) → metrics server →
   backend.prepare() → acquire the subnet lease (with the backend's data) →
-  backend.start(lease) → subnet.env → masquerade → CNI socket server (when
-  tulle.agent.api exists).
-Then one loop: watch `<prefix>/subnets/` from the listing's revision (re-list
-after Compacted). A change to the leases calls backend.update with the complete
-set of remote leases: it writes only what changed, with no kernel dumps, so a
-join costs each of many agents a few netlink writes. Every reconcile tick (the
-interval, up to TICK_JITTER earlier so agents started together drift apart;
-RETRY_AFTER_FAILURE after a failed pass) calls backend.sync, which reads the
-kernel back and restores anything deleted by hand, re-ensures the masquerade
-rules and renews the lease when due. Our own key vanishing (deleted, expired)
-makes us take a lease again at once. An idle agent wakes only for the watch
-slice (to see SIGTERM) and the tick: the store's watch blocks until a commit,
-and the metrics and CNI servers block in accept().
-SIGTERM/SIGINT stop the loop; the data plane and the lease are kept, so pods
-keep talking while the agent restarts (as Flannel does).
+  backend.start(lease) → subnet.env → masquerade → CNI socket server.
+Then the controllers (tulle.agent.controller): `network` (the backend, over the
+leases and, in bgp mode, the IPAM blocks), `masquerade`, and — only on the agent
+that holds the leader lease — `endpoints` (EndpointSlices from Services and Pods)
+and `allocations` (ClusterIP/NodePort claims without a Service). One list+watch
+of the store feeds them all: a change runs the controllers whose keys changed
+with only the difference to write (a join costs each of many agents a few
+netlink writes); every reconcile tick (the interval, up to TICK_JITTER earlier
+so agents started together drift apart; RETRY_AFTER_FAILURE after a failed
+pass) runs them all in full, reading the kernel back and restoring anything
+deleted by hand, and renews the lease when due. Our own key vanishing (deleted,
+expired) makes us take a lease again at once. An idle agent wakes only for the
+watch slice (to see SIGTERM, and the leader lease) and the tick.
+SIGTERM/SIGINT stop the loop; the data plane and the subnet lease are kept, so pods
+keep talking while the agent restarts (as Flannel does); the leader lease is
+released, so another agent takes the cluster-wide work over at once.
 Everything acts on the calling process's network namespace.
 """
 
@@ -36,13 +37,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tulle import node_defaults
 from tulle.agent import diff, log, masquerade, metrics
-from tulle.cluster import netconfig
 from tulle.agent.backends import base
-from tulle.cluster.lease import DEFAULT_PREFIX, Lease, subnets_prefix
-from tulle.agent.subnet import DEFAULT_RENEW_MARGIN, DEFAULT_TTL, SubnetManager
-from tulle.errors import ConfigError, TulleError
-from tulle.store import Compacted, Store, StoreError, open_store
+from tulle.agent.controller import Host
+from tulle.agent.controllers.allocations import AllocationRepair
+from tulle.agent.controllers.endpoints import EndpointsController
+from tulle.agent.controllers.network import (MasqueradeController, NetworkController, block_pods, lease_pods,
+                                             leases_in)
+from tulle.cluster import leader, netconfig
+from tulle.cluster.api import DEFAULT_PREFIX as REGISTRY_PREFIX
+from tulle.cluster.api import Client
+from tulle.cluster.blocks import blocks_prefix
+from tulle.cluster.lease import DEFAULT_PREFIX, Lease
+from tulle.agent.subnet import SubnetManager
+from tulle.errors import ConfigError, NotFoundError, TulleError
+from tulle.store import Store, StoreError, open_store
 
 WATCH_SLICE = 1.0  # seconds a watch may block: bounds how long SIGTERM waits
 # Seconds between full converges (kube-proxy's sync period). Each one dumps routes,
@@ -59,15 +69,17 @@ class Options:
     prefix: str = DEFAULT_PREFIX
     public_ip: str | None = None
     iface: str | None = None
-    socket: str = "/run/tulle/agent.sock"
-    subnet_file: str = "/run/tulle/subnet.env"
-    state_dir: str = "/var/lib/tulle/agent"
+    socket: str = node_defaults.AGENT_SOCKET
+    subnet_file: str = node_defaults.SUBNET_ENV
+    state_dir: str = node_defaults.AGENT_STATE_DIR
     metrics_addr: str | None = None
     backend: str | None = None
     ip_masq: bool = True
     reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
-    lease_ttl: int = DEFAULT_TTL
-    renew_margin: float = DEFAULT_RENEW_MARGIN
+    registry_prefix: str = REGISTRY_PREFIX     # where the API objects are (Services, Pods, ...)
+    leader_lease: int = leader.DEFAULT_TTL     # seconds a dead leader holds the cluster-wide work
+    lease_ttl: int = node_defaults.LEASE_TTL
+    renew_margin: float = node_defaults.LEASE_RENEW_MARGIN
 
 
 # --- pure helpers ---------------------------------------------------------------
@@ -108,6 +120,8 @@ def validate_options(opts: Options) -> None:
                           f"{', '.join(sorted(base.REGISTRY))}")
     if not opts.reconcile_interval > 0:
         raise ConfigError(f"--reconcile-interval must be positive, got {opts.reconcile_interval}")
+    if opts.leader_lease < 2:
+        raise ConfigError(f"--leader-lease-duration must be at least 2 seconds, got {opts.leader_lease}")
 
 
 # --- the underlay -------------------------------------------------------------------
@@ -152,6 +166,19 @@ def find_underlay(public_ip: str | None, iface: str | None) -> tuple[ipaddress.I
     raise ConfigError("cannot tell which device is the underlay: give --public-ip or --iface")
 
 
+def _open(url: str) -> Store:
+    """The store; the agent's own state root (the default SQLite file's home) is made on first use."""
+    path = url.removeprefix("sqlite://")
+    if path != url and os.path.dirname(os.path.abspath(path)) == node_defaults.STATE_ROOT:
+        os.makedirs(node_defaults.STATE_ROOT, mode=0o700, exist_ok=True)
+    return open_store(url)
+
+
+def _leadership_changed(leading: bool) -> None:
+    log.info("leader lease acquired: running the cluster-wide controllers" if leading else
+             "leader lease lost or released")
+
+
 def _observe_cni(kind: str, command: str, seconds: float, code: int) -> None:
     """CniServer's per-request hook → the agent's CNI metrics."""
     metrics.observe_cni_request(command, seconds, ok=code == 0)
@@ -173,6 +200,8 @@ class Agent:
         self.subnets: SubnetManager | None = None
         self.leases: diff.LeaseMap = {}
         self.last_pass_ok = False
+        self.host: Host | None = None
+        self.elector: leader.LeaderElector | None = None
         self._closers = contextlib.ExitStack()
 
     @property
@@ -186,10 +215,15 @@ class Agent:
         opts = self.opts
         with contextlib.ExitStack() as closers:     # kept while running, closed at stop
             with contextlib.ExitStack() as undo:    # only for a failed start
-                store = open_store(opts.store)
+                store = _open(opts.store)
                 self.store = store
                 closers.callback(store.close)
-                cfg = netconfig.read_config(store, opts.prefix)
+                try:
+                    cfg = netconfig.read_config(store, opts.prefix)
+                except NotFoundError:
+                    raise NotFoundError(
+                        f"no network config at {opts.prefix.rstrip('/')}/config in {opts.store}: write one first, "
+                        f"e.g. tulle agent init-network --store {opts.store} --network 10.244.0.0/16") from None
                 self.config = cfg
                 if opts.backend and opts.backend != cfg.backend_type:
                     raise ConfigError(f"--backend {opts.backend} does not match the network config's "
@@ -198,7 +232,7 @@ class Agent:
                 node = base.NodeInfo(name=opts.node, public_ip=public_ip, underlay_dev=dev, underlay_mtu=mtu,
                                      network=cfg.network, state_dir=opts.state_dir, store=store,
                                      prefix=opts.prefix)
-                self.backend = base.create(cfg.backend_type, node, cfg.backend)
+                self.backend = base.create(cfg.backend_type, node, cfg.backend_config)
                 log.info("agent starting", backend=cfg.backend_type, network=cfg.network, public_ip=public_ip,
                          iface=dev, store=opts.store, prefix=opts.prefix)
                 if opts.metrics_addr:
@@ -213,6 +247,7 @@ class Agent:
                 undo.callback(self.subnets.release)
                 metrics.HEALTH.update(lease_held=True)
                 undo.callback(self._undo_activate)
+                self.host = self._build_host()
                 self._activate(lease)
                 self._start_cni_server(closers)
                 undo.pop_all()
@@ -239,18 +274,9 @@ class Agent:
         self._ensure_masquerade()
 
     def _ensure_masquerade(self) -> None:
-        assert self.config is not None
-        own = self.own
-        if self.opts.ip_masq and own is not None:
-            if masquerade.ensure(self.config.network, self._local_pods(own)):
-                log.info("masquerade rules written", table=f"{masquerade.FAMILY} {masquerade.TABLE}")
-        elif not self.opts.ip_masq and masquerade.remove():
-            log.info("masquerade table removed (--no-ip-masq)")
-
-    def _local_pods(self, own: Lease) -> list[ipaddress.IPv4Network]:
-        """Where this node's pods are: the lease, unless the backend places them itself (bgp: blocks)."""
-        local = getattr(self.backend, "local_subnets", None)
-        return local() if local is not None else [own.subnet]
+        """The masquerade controller, run now (startup, a new lease)."""
+        if self.host is not None:
+            self.host.run(full=True, only=["masquerade"])
 
     def _start_cni_server(self, closers: contextlib.ExitStack) -> None:
         if importlib.util.find_spec("tulle.agent.api") is None:
@@ -269,43 +295,56 @@ class Agent:
         closers.callback(server.close)
         log.info("CNI socket served", socket=self.opts.socket)
 
+    # -- the controllers -------------------------------------------------------
+
+    def _build_host(self) -> Host:
+        """The controllers this agent runs, over one list+watch of the store."""
+        assert self.store is not None and self.config is not None
+        opts = self.opts
+        own = lambda: self.own  # noqa: E731 - the lease the agent holds right now
+        bgp = self.config.backend_type == "bgp"
+        controllers: list = [
+            NetworkController(self.backend, opts.prefix, own),
+            MasqueradeController(self.config.network, opts.prefix, own,
+                                 block_pods(opts.prefix, opts.node) if bgp else lease_pods,
+                                 enabled=opts.ip_masq, extra_prefixes=(blocks_prefix(opts.prefix),) if bgp else ()),
+        ]
+        api = Client(self.store, opts.registry_prefix)
+        controllers += [EndpointsController(api), AllocationRepair(api)]
+        self.elector = leader.LeaderElector(self.store, leader.lease_key(opts.registry_prefix), opts.node,
+                                            ttl=opts.leader_lease, on_change=_leadership_changed)
+        return Host(self.store, controllers, leadership=self.elector, on_error=self._controller_failed)
+
+    def _controller_failed(self, name: str, exc: BaseException) -> None:
+        msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
+        metrics.RECONCILE_ERRORS.inc()
+        log.error("controller failed", controller=name, error=msg)
+
     # -- the loop ------------------------------------------------------------
 
-    def _list(self) -> int:
-        assert self.store is not None
-        kvs, rev = self.store.list(subnets_prefix(self.opts.prefix))
-        self.leases = diff.from_snapshot(kvs)
-        return rev + 1
-
     def reconcile(self, why: str, full: bool = True) -> bool:
-        """Bring the data plane to the remote leases; errors are logged, counted and survived.
-
-        full (start, tick, re-list): backend.sync, which reads the kernel back and repairs
-        drift, and the masquerade rules. Otherwise (a store change): backend.update, which
-        writes only what changed since the last pass.
-        """
+        """Run the controllers: all of them in full (start, tick, re-list: backend.sync reads
+        the kernel back and repairs drift), or only those whose keys changed (a store change:
+        backend.update writes only the difference). Failures are logged, counted and survived."""
+        assert self.host is not None
         metrics.RECONCILE_TOTAL.inc()
-        own = self.own
-        remotes = diff.remotes(self.leases, own.subnet if own else None)
-        metrics.LEASES.set(len(remotes))
-        try:
-            if full:
-                self.backend.sync(remotes)
-                self._ensure_masquerade()
-            else:
-                self.backend.update(remotes)
-                if hasattr(self.backend, "local_subnets"):
-                    self._ensure_masquerade()  # bgp: a block comes or goes with the pods
-        except Exception as exc:  # noqa: BLE001 - a failing pass must not end the agent
-            msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
-            metrics.RECONCILE_ERRORS.inc()
-            metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
-            log.error("reconcile failed", why=why, error=msg)
-            self.last_pass_ok = False
-            return False
-        metrics.HEALTH.update(last_reconcile_ok=True, last_error="")
-        self.last_pass_ok = True
-        return True
+        ok = self.host.run(full=full)
+        failed = [f"{n}: {o.error}" for n, o in self.host.outcomes.items() if not o.ok]
+        metrics.HEALTH.update(last_reconcile_ok=ok, last_error="; ".join(failed))
+        if not ok:
+            log.error("reconcile failed", why=why, error="; ".join(failed))
+        self.last_pass_ok = ok
+        return ok
+
+    def _refresh_leases(self, why: str) -> None:
+        """The lease map from the host's cache; log what changed."""
+        assert self.host is not None
+        old, self.leases = self.leases, leases_in(self.host.snapshot(), self.opts.prefix)
+        change = diff.diff(old, self.leases)
+        for what, items in (("added", change.added), ("removed", change.removed), ("changed", change.changed)):
+            for lease in items:
+                log.info(f"lease {what}", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None,
+                         why=why)
 
     def _check_own(self) -> None:
         """Our key vanished or was taken over (or an earlier retake failed): take a lease again."""
@@ -339,33 +378,24 @@ class Agent:
         metrics.LEASE_EXPIRY.set(0 if left == float("inf") else left)
 
     def loop(self) -> None:
-        assert self.store is not None
-        prefix = subnets_prefix(self.opts.prefix)
-        # A backend may ask for more watched keys (bgp: the IPAM blocks); then the whole
-        # prefix is watched and the events are split.
-        extra = [f"{self.opts.prefix.rstrip('/')}/{p}" for p in getattr(self.backend, "watch_prefixes", ())]
-        watched = f"{self.opts.prefix.rstrip('/')}/" if extra else prefix
-        next_rev = self._list()
+        assert self.store is not None and self.host is not None
+        host = self.host
+        host.relist()
+        self._refresh_leases("start")
+        host.lead()
         self.reconcile("start")
         interval = self.opts.reconcile_interval
         next_tick = self._next_tick()
         while not self.stop_event.is_set():
             timeout = max(0.0, min(WATCH_SLICE, next_tick - time.monotonic()))
             try:
-                try:
-                    events = self.store.watch(watched, next_rev, timeout)
-                except Compacted:
-                    log.info("watch history compacted; re-listing")
-                    old = self.leases
-                    next_rev = self._list()
-                    self._on_change(old, "resync")
-                    continue
-                if events:
-                    next_rev = events[-1].revision + 1
-                    old = self.leases
-                    self.leases = diff.apply(old, [e for e in events if e.kv.key.startswith(prefix)])
-                    other = any(e.kv.key.startswith(x) for e in events for x in extra)
-                    self._on_change(old, "watch", force=other)
+                host.poll(timeout)
+                host.lead()
+                if host.pending:
+                    why = "resync" if host.resync else "watch"   # re-listed after Compacted: in full
+                    self._refresh_leases(why)
+                    self._check_own()
+                    self.reconcile(why, full=host.resync)
                 if time.monotonic() >= next_tick:
                     next_tick = self._next_tick()
                     self._check_own()
@@ -386,20 +416,12 @@ class Agent:
         last TICK_JITTER, so agents started together do not all dump their tables at once."""
         return time.monotonic() + self.opts.reconcile_interval * (1 - TICK_JITTER * random.random())
 
-    def _on_change(self, old: diff.LeaseMap, why: str, force: bool = False) -> None:
-        change = diff.diff(old, self.leases)
-        for lease in change.added:
-            log.info("lease added", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
-        for lease in change.removed:
-            log.info("lease removed", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
-        for lease in change.changed:
-            log.info("lease changed", subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
-        self._check_own()
-        if change or force or why == "resync":
-            self.reconcile(why, full=why == "resync")
-
     def close(self) -> None:
-        """Stop threads and servers; the data plane and the lease stay."""
+        """Stop threads and servers; the data plane and the subnet lease stay, the leader
+        lease is released."""
+        if self.elector is not None:
+            with contextlib.suppress(Exception):
+                self.elector.release()
         if self.backend is not None:
             with contextlib.suppress(Exception):
                 self.backend.stop()

@@ -10,9 +10,10 @@ Acquire, in order (Flannel's tryAcquireLease):
   3. else one picked at random among up to 100 free subnets between SubnetMin
      and SubnetMax (taken: every key, lease or reservation).
 The write is create-if-absent (etcd: version == 0) bound to a store lease of
-`ttl` (24 h), so two nodes never win the same subnet; losing the race re-lists
-and tries again. `renew()` keeps the store lease alive; the daemon calls it
-once `renew_due()` (within `renew_margin` of expiry, 1 h by default, as Flannel).
+`ttl` (tulle.node_defaults.LEASE_TTL, 24 h), so two nodes never win the same subnet;
+losing the race re-lists and tries again. `renew()` keeps the store lease alive;
+the daemon calls it once `renew_due()` (within `renew_margin` of expiry,
+LEASE_RENEW_MARGIN, 1 h, as Flannel).
 Both are parameters so tests can work in seconds.
 """
 
@@ -25,14 +26,13 @@ import random
 import time
 from typing import Any, Callable
 
+from tulle import node_defaults
 from tulle.agent import log
 from tulle.cluster.lease import Lease, decode, encode, subnet_from_key, subnet_key, subnets_prefix
 from tulle.cluster.netconfig import NetConfig
 from tulle.errors import ExhaustedError, TryAgain
 from tulle.store import KV, LeaseExpired, Store
 
-DEFAULT_TTL = 24 * 3600
-DEFAULT_RENEW_MARGIN = 3600
 MAX_CANDIDATES = 100   # Flannel picks at random among at most this many free subnets
 RACE_RETRIES = 10
 STATE_FILE = "lease.json"
@@ -67,7 +67,7 @@ class SubnetManager:
 
     def __init__(self, store: Store, prefix: str, config: NetConfig, node: str,
                  public_ip: ipaddress.IPv4Address, state_dir: str | None = None,
-                 ttl: int = DEFAULT_TTL, renew_margin: float = DEFAULT_RENEW_MARGIN,
+                 ttl: int = node_defaults.LEASE_TTL, renew_margin: float = node_defaults.LEASE_RENEW_MARGIN,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.prefix = prefix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 from tulle.errors import TulleError
@@ -68,7 +69,8 @@ def _agent_run(args: argparse.Namespace) -> int:
         socket=args.socket, subnet_file=args.subnet_file, state_dir=args.state_dir,
         metrics_addr=args.metrics_addr, backend=args.backend, ip_masq=not args.no_ip_masq,
         reconcile_interval=DEFAULT_RECONCILE_INTERVAL if args.reconcile_interval is None else args.reconcile_interval,
-        lease_ttl=args.lease_ttl, renew_margin=args.renew_margin))
+        lease_ttl=args.lease_ttl, renew_margin=args.renew_margin, registry_prefix=args.registry_prefix,
+        leader_lease=args.leader_lease_duration))
 
 
 def _agent_init_network(args: argparse.Namespace) -> int:
@@ -90,31 +92,41 @@ def _agent_init_network(args: argparse.Namespace) -> int:
 
 def _store_args(p) -> None:
     """Where the agents' shared state is: the same two options for every agent command."""
+    from tulle import node_defaults
     from tulle.cluster.lease import DEFAULT_PREFIX
 
-    p.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
+    p.add_argument("--store", default=node_defaults.STORE,
+                   help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT] (default %(default)s)")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
 
 
 def _add_agent(sub) -> None:
+    from tulle import node_defaults
+
     agent = sub.add_parser("agent", help="the node agent").add_subparsers(dest="cmd", required=True)
     p = agent.add_parser("run", help="run the node agent in this network namespace (until SIGTERM)")
-    p.add_argument("--node", required=True, help="this node's name")
+    p.add_argument("--node", default=socket.gethostname(), help="this node's name (default: the hostname)")
     _store_args(p)
     p.add_argument("--public-ip", help="the address other nodes reach this node at")
     p.add_argument("--iface", help="the underlay device (default: the one carrying --public-ip)")
-    p.add_argument("--socket", default="/run/tulle/agent.sock", help="CNI socket (default %(default)s)")
-    p.add_argument("--subnet-file", default="/run/tulle/subnet.env", help="default %(default)s")
-    p.add_argument("--state-dir", default="/var/lib/tulle/agent", help="default %(default)s")
+    p.add_argument("--socket", default=node_defaults.AGENT_SOCKET, help="CNI socket (default %(default)s)")
+    p.add_argument("--subnet-file", default=node_defaults.SUBNET_ENV, help="default %(default)s")
+    p.add_argument("--state-dir", default=node_defaults.AGENT_STATE_DIR, help="default %(default)s")
     p.add_argument("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default: off)")
     p.add_argument("--backend", help="must match the network config's Backend.Type when given")
     p.add_argument("--no-ip-masq", action="store_true", help="do not masquerade traffic leaving the cluster")
     p.add_argument("--reconcile-interval", type=float, metavar="SECONDS",
                    help="full converge (repairs drift) at least this often (default 30)")
-    p.add_argument("--lease-ttl", type=int, default=24 * 3600, metavar="SECONDS",
-                   help="subnet lease TTL (default 24 h, as Flannel)")
-    p.add_argument("--renew-margin", type=float, default=3600, metavar="SECONDS",
-                   help="renew this long before the lease expires (default 1 h)")
+    ttl, margin = node_defaults.LEASE_TTL, node_defaults.LEASE_RENEW_MARGIN
+    p.add_argument("--lease-ttl", type=int, default=ttl, metavar="SECONDS",
+                   help=f"subnet lease TTL (default {ttl / 3600:g} h, as Flannel)")
+    p.add_argument("--renew-margin", type=float, default=margin, metavar="SECONDS",
+                   help=f"renew this long before the lease expires (default {margin / 3600:g} h)")
+    p.add_argument("--registry-prefix", default=node_defaults.REGISTRY_PREFIX,
+                   help="store key prefix of the API objects (default %(default)s)")
+    p.add_argument("--leader-lease-duration", type=int, default=node_defaults.LEADER_LEASE, metavar="SECONDS",
+                   help="how long a dead leader holds the cluster-wide controllers (default %(default)s, as "
+                        "kube-controller-manager)")
     p.set_defaults(func=_agent_run)
     p = agent.add_parser("init-network", help="write the network config the agents read")
     _store_args(p)
@@ -168,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except TulleError as exc:
+        from tulle.cni.errors import CNIError
+
         print(f"tulle: {exc.msg}", file=sys.stderr)
-        if getattr(exc, "code", None) is not None:
+        if isinstance(exc, CNIError):
             print(f"tulle: CNI error code {exc.code}", file=sys.stderr)
         return 1
 

@@ -3,9 +3,9 @@ and the client side.
 
 This runs in every plugin executable before anything else, and forwarding
 exists to skip loading the plugin (and pyroute2) at all — so the client path
-imports nothing beyond `os` and `_socket`: not even `json` or `socket`, which
-would add ~10 ms (`re`, `enum`, …) to every call. JSON is loaded only to find
-a non-default `agentSocket` or to word an error.
+imports nothing beyond `os`, `_socket` and tulle.node_defaults (which imports nothing):
+not even `json` or `socket`, which would add ~10 ms (`re`, `enum`, …) to every
+call. JSON is loaded only to find a non-default `agentSocket` or to word an error.
 
 Wire format — one request per connection, each direction a run of netstrings
 (`<decimal length>:<bytes>,`) ended by the sender shutting down its side:
@@ -24,11 +24,13 @@ import os
 
 import _socket
 
+from tulle import node_defaults
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` costs milliseconds at every exec; annotations are strings anyway
     from typing import Mapping
 
-DEFAULT_SOCKET = "/run/tulle/agent.sock"
+DEFAULT_SOCKET = node_defaults.AGENT_SOCKET
 CONNECT_TIMEOUT = 1.0     # a live agent accepts at once; a full backlog means "busy": run here instead
 REPLY_TIMEOUT = 300.0     # bounded, so a wedged agent cannot hang a runtime forever
 MAX_MESSAGE = 16 << 20    # far above any real config or result; guards both ends' memory

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tulle.cluster import netconfig
-from tulle.agent.backends.bgp import load_config
+from tulle.cluster.backendconf import parse_bgp
 from tulle.agent.backends.bgp.bird import check_config, parse_protocols, parse_routes
 from tulle.errors import ConfigError
 
@@ -16,12 +16,12 @@ NET = ip.IPv4Network("10.244.0.0/16")
 
 
 def test_defaults():
-    cfg = load_config({"Type": "bgp"}, NET)
+    cfg = parse_bgp({"Type": "bgp"}, NET)
     assert (cfg.asn, cfg.block_size, cfg.cross_subnet, cfg.vni, cfg.port, cfg.tor) == \
         (64512, 26, True, 4096, 4789, None)
-    tor = load_config({"ToR": {"ASNumber": 65000, "Peers": {"198.51.100.0/24": "198.51.100.1"}}}, NET).tor
+    tor = parse_bgp({"ToR": {"ASNumber": 65000, "Peers": {"198.51.100.0/24": "198.51.100.1"}}}, NET).tor
     assert tor is not None and tor.asn == 65000
-    assert load_config({"ToR": True}, NET).tor.asn == 64513
+    assert parse_bgp({"ToR": True}, NET).tor.asn == 64513
 
 
 @pytest.mark.parametrize("backend,message", [
@@ -33,7 +33,7 @@ def test_defaults():
     ({"Pools": ["bogus"]}, "Backend.Pools[0]: 'bogus' is not an IPv4 CIDR"),
     ({"BlockSize": 8}, "Backend.BlockSize: block size /8 does not fit pool"),
     ({"RouteReflectors": "n1"}, "Backend.RouteReflectors: must be a list of node names"),
-    ({"CrossSubnet": "yes"}, "Backend.CrossSubnet: must be true or false"),
+    ({"CrossSubnet": "yes"}, "Backend.CrossSubnet: expected true or false"),
     ({"ToR": {"ASNumber": 64512}}, "Backend.ToR.ASNumber 64512 must differ"),
     ({"ToR": {"Peers": {"198.51.100.0/24": "203.0.113.1"}}}, "not on its segment"),
     ({"RRClusterID": "x"}, "Backend.RRClusterID"),

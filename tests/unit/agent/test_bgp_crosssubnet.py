@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress as ip
 
 from tulle.agent.backends.bgp import crosssubnet
-from tulle.agent.backends.vxlan import RouteSpec
 from tulle.cluster.blocks import Block
 from tulle.cluster.lease import Lease
+from tulle.kernel.routes import Route
 
 N = ip.IPv4Network
 A = ip.IPv4Address
@@ -43,7 +43,7 @@ def test_only_nodes_on_other_segments_get_vxlan_entries():
     plan = crosssubnet.plan("n1", REMOTES, BLOCKS, [SEG0])
     gw = A("203.0.113.13")
     assert plan.neighbours == {gw: MAC3} and plan.fdb == {MAC3: gw}
-    assert plan.routes == {dst: RouteSpec(dst, gw, "tulle-vxlan", True)
+    assert plan.routes == {dst: Route(dst=dst, gw=gw, dev="tulle-vxlan", onlink=True, proto=crosssubnet.PROTO)
                            for dst in (N("10.244.0.2/32"), N("10.244.0.66/32"), N("10.244.0.128/26"))}
     assert plan.remote_segment == {"n3"} and plan.skipped == {}
 

@@ -20,6 +20,7 @@ from tulle.store import Compacted, open_store
 
 class FakeBackend:
     type_name = "host-gw"
+    watch_prefixes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.started: list[Lease] = []

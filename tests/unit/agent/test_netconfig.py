@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 
 import pytest
 
-from tulle.cluster import netconfig
+from tulle.cluster import backendconf, netconfig
 from tulle.errors import ConfigError, NotFoundError
 from tulle.store import open_store
 
@@ -74,6 +76,21 @@ def test_bad_configs_are_clear_errors(config, message):
     with pytest.raises(ConfigError) as exc:
         netconfig.parse(config)
     assert message in exc.value.msg
+
+
+def test_backend_config_is_the_typed_view_of_backend():
+    cfg = netconfig.parse({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 42}})
+    assert cfg.backend_config == backendconf.VxlanConfig(vni=42)
+    assert netconfig.build("10.244.0.0/16", backend="udp").backend_config == backendconf.UdpConfig(8285)
+    with pytest.raises(ConfigError, match="Backend.VNI 0 is out of range"):   # Flannel's fields, under any type
+        netconfig.parse({"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw", "VNI": 0}})
+
+
+def test_netconfig_imports_nothing_of_the_agent():
+    """The network config sits below the agent: validating it must not import tulle.agent."""
+    code = "import sys, tulle.cluster.netconfig; print(sorted(m for m in sys.modules if m.startswith('tulle.agent')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_build_validates_like_parse():

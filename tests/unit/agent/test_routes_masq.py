@@ -1,4 +1,5 @@
-"""Route planning, host-gw's adjacency rule, and the masquerade ruleset (all pure)."""
+"""host-gw's adjacency rule and desired routes, and the masquerade ruleset (all pure);
+the route diff itself is tests/unit/backends/test_routediff.py."""
 
 from __future__ import annotations
 
@@ -8,30 +9,13 @@ import pytest
 
 from tulle.agent import masquerade, metrics
 from tulle.agent.backends import base, host_gw
-from tulle.agent.backends.routes_base import ROUTE_PROTO, plan
+from tulle.cluster.backendconf import HostGwConfig, VxlanConfig
 from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 from tulle.kernel.routes import Route
 
 NET = ipaddress.IPv4Network
 IP = ipaddress.IPv4Address
-
-
-def r(dst: str, gw: str, dev: str = "eth0", **kw) -> Route:
-    return Route(dst=NET(dst), gw=IP(gw), dev=dev, proto=ROUTE_PROTO, **kw)
-
-
-def test_plan_adds_and_removes_exactly_the_difference():
-    current = [r("10.244.1.0/24", "198.51.100.11", scope=0), r("10.244.2.0/24", "198.51.100.12"),
-               r("10.244.3.0/24", "198.51.100.99")]
-    desired = [r("10.244.1.0/24", "198.51.100.11"), r("10.244.3.0/24", "198.51.100.13"),
-               r("10.244.4.0/24", "198.51.100.14")]
-    add, remove = plan(current, desired)
-    assert [(str(x.dst), str(x.gw)) for x in add] == [("10.244.3.0/24", "198.51.100.13"),
-                                                       ("10.244.4.0/24", "198.51.100.14")]
-    assert [(str(x.dst), str(x.gw)) for x in remove] == [("10.244.2.0/24", "198.51.100.12"),
-                                                          ("10.244.3.0/24", "198.51.100.99")]
-    assert plan(desired, desired) == ([], [])
 
 
 def test_directly_connected_and_cluster_adjacency():
@@ -75,6 +59,9 @@ def test_host_gw_desired_routes_refusals_and_other_backends():
 
 def test_registry_creates_host_gw():
     assert isinstance(base.create("host-gw", node(), {"Type": "host-gw"}), host_gw.HostGw)
+    assert isinstance(base.create("host-gw", node(), HostGwConfig()), host_gw.HostGw)   # already parsed
+    with pytest.raises(ConfigError, match="'host-gw' given the config of backend 'vxlan'"):
+        base.create("host-gw", node(), VxlanConfig())
 
 
 def test_masquerade_rules_never_touch_pod_to_pod():

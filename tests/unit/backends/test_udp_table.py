@@ -12,6 +12,7 @@ import struct
 import pytest
 
 from tulle.agent.backends import udp, udp_forwarder as fw
+from tulle.cluster.backendconf import parse_udp
 from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 
@@ -30,10 +31,10 @@ def packet(src: str, dst: str, payload: bytes = b"x" * 12) -> bytes:
 
 
 def test_port_config():
-    assert udp.load_port({"Type": "udp"}) == 8285
-    assert udp.load_port({"Port": 9000}) == 9000
+    assert parse_udp({"Type": "udp"}).port == 8285
+    assert parse_udp({"Port": 9000}).port == 9000
     with pytest.raises(ConfigError, match="Backend.Port"):
-        udp.load_port({"Port": "x"})
+        parse_udp({"Port": "x"})
 
 
 def test_routing_table_skips_own_foreign_and_overlapping():

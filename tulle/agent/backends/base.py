@@ -1,6 +1,7 @@
 """The backend contract: how a node's pods reach the pods of every other node.
 
-A backend is built by its factory from the network config, then:
+A backend is built by its factory from its parsed config (the network config's
+"Backend" object read by tulle.cluster.backendconf), then:
 
   prepare()        before the lease is taken: create devices whose identity goes
                    into the lease (a VTEP's MAC) and return BackendInfo
@@ -21,23 +22,27 @@ A backend is built by its factory from the network config, then:
                    pods keep talking while the agent restarts (as Flannel does)
   teardown()       the node leaves the network: remove everything the backend made
 
-A backend may set `watch_prefixes` (key prefixes relative to the agent's prefix,
-e.g. ("blocks/",)): the agent then also calls update() when keys under them change.
+`watch_prefixes` names more key prefixes (relative to the agent's prefix, e.g.
+("blocks/",); empty for most): the agent then also calls update() when keys under
+them change.
 A backend whose pods are not in the node's lease (bgp: IPAM blocks) may define
 `local_subnets()`: the masquerade rules then keep the source of outside traffic to
 those prefixes instead of the lease's, re-checked after every update().
 
-Backends come from the explicit REGISTRY below (name -> factory); an unknown name
-is a ConfigError listing the known ones.
+Backends come from the explicit REGISTRY below (name -> the module whose `factory`
+builds it); an unknown name is a ConfigError listing the known ones.
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from tulle.agent import log
+from tulle.cluster import backendconf
+from tulle.cluster.backendconf import BackendConfig
 from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.errors import ConfigError
 
@@ -83,6 +88,7 @@ class SkipWarnings:
 
 class Backend(Protocol):
     type_name: str
+    watch_prefixes: tuple[str, ...]     # more store keys to follow, relative to the agent's prefix
 
     def prepare(self) -> BackendInfo: ...
 
@@ -97,22 +103,25 @@ class Backend(Protocol):
     def teardown(self) -> None: ...
 
 
-Factory = Callable[[NodeInfo, dict[str, Any]], Backend]
-"""factory(node, backend_config) where backend_config is the store config's "Backend" object."""
+Factory = Callable[[NodeInfo, Any], Backend]
+"""factory(node, config) where config is the backend's own type from tulle.cluster.backendconf."""
 
 REGISTRY: dict[str, str] = {
     "host-gw": "tulle.agent.backends.host_gw",
-    "vxlan": "tulle.agent.backends.vxlan",
+    "vxlan": "tulle.agent.backends.vxlan.backend",
     "udp": "tulle.agent.backends.udp",
-    "bgp": "tulle.agent.backends.bgp",
+    "bgp": "tulle.agent.backends.bgp.backend",
 }
 
 
-def create(type_name: str, node: NodeInfo, config: dict[str, Any]) -> Backend:
-    """The backend named `type_name` (each module exports `factory`)."""
-    import importlib
-
+def create(type_name: str, node: NodeInfo, config: BackendConfig | Mapping[str, Any]) -> Backend:
+    """The backend named `type_name`, from its parsed config (NetConfig.backend_config) or a
+    "Backend" object, which is parsed here (with the node's network for bgp's pools)."""
     if type_name not in REGISTRY:
         raise ConfigError(f"unknown backend {type_name!r}; known backends: {', '.join(sorted(REGISTRY))}")
+    if isinstance(config, Mapping):
+        config = backendconf.parse({"Type": type_name, **config}, node.network)
+    if config.TYPE != type_name:
+        raise ConfigError(f"backend {type_name!r} given the config of backend {config.TYPE!r}")
     module = importlib.import_module(REGISTRY[type_name])
     return module.factory(node, config)

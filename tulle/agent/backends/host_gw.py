@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from tulle.agent.backends.base import NodeInfo
 from tulle.agent.backends.routes_base import ROUTE_PROTO, Refused, RouteNetwork, connected_networks
+from tulle.cluster.backendconf import HostGwConfig
 from tulle.cluster.lease import Lease
 from tulle.errors import ConfigError
 from tulle.kernel import addrs
@@ -43,9 +44,9 @@ def check_adjacency(underlay: Mapping[str, ipaddress.IPv4Interface | str]) -> No
 
 
 class HostGw(RouteNetwork):
-    type_name = "host-gw"
+    type_name = HostGwConfig.TYPE
 
-    def __init__(self, node: NodeInfo, config: dict[str, Any]) -> None:
+    def __init__(self, node: NodeInfo, config: HostGwConfig) -> None:
         super().__init__(node, config)
         self._connected: list[ipaddress.IPv4Network] = []
 
@@ -62,5 +63,5 @@ class HostGw(RouteNetwork):
         return [Route(dst=lease.subnet, gw=lease.public_ip, dev=self.node.underlay_dev, proto=ROUTE_PROTO)]
 
 
-def factory(node: NodeInfo, config: dict[str, Any]) -> HostGw:
+def factory(node: NodeInfo, config: HostGwConfig) -> HostGw:
     return HostGw(node, config)

@@ -1,11 +1,11 @@
 """The shared route network: a backend that is "one set of kernel routes per remote lease".
 
 A subclass says which routes a lease needs (`routes_for`); this base turns the
-complete remote set into the desired route list, compares it with the routes it
-owns in the kernel and adds or removes exactly the difference, so `sync` is the
+complete remote set into the desired route list and writes what routediff.diff
+says it lacks against the routes it owns in the kernel, so `sync` is the
 reconcile step (a route deleted by hand comes back on the next tick; a route of
-a lease that is gone is removed). `update`, the store-change path, compares the
-new desired list with the one the last pass made true instead of dumping the
+a lease that is gone is removed). `update`, the store-change path, diffs the new
+desired list against the one the last pass made true instead of dumping the
 kernel's routes, so a join costs each node one route write.
 
 Ownership: every route tulle's agent programs carries the route protocol number
@@ -22,10 +22,10 @@ import ipaddress
 from typing import Any, Iterable
 
 from tulle.agent import log, metrics
+from tulle.agent.backends import routediff
 from tulle.agent.backends.base import BackendInfo, NodeInfo
 from tulle.cluster.lease import Lease
 from tulle.errors import KernelError, TulleError
-from tulle.kernel import routes
 from tulle.kernel.routes import Route
 
 ROUTE_PROTO = 250
@@ -35,29 +35,16 @@ class Refused(TulleError):
     """A remote lease this backend cannot serve (the message says why)."""
 
 
-def route_key(r: Route) -> tuple:
-    """What makes two routes the same for the diff (kernel-filled fields like scope aside)."""
-    return (r.dst, r.gw, r.dev, r.onlink, r.table)
-
-
-def plan(current: Iterable[Route], desired: Iterable[Route]) -> tuple[list[Route], list[Route]]:
-    """(routes to add, routes to remove) to turn `current` into `desired` (pure)."""
-    want = {route_key(r): r for r in desired}
-    have = {route_key(r): r for r in current}
-    to_add = [r for k, r in want.items() if k not in have]
-    to_remove = [r for k, r in have.items() if k not in want]
-    return to_add, to_remove
-
-
 class RouteNetwork:
-    """Base of route backends (host-gw; vxlan's DirectRouting may reuse `plan`)."""
+    """Base of route backends (host-gw)."""
 
     type_name = ""
+    watch_prefixes: tuple[str, ...] = ()
     proto = ROUTE_PROTO
 
-    def __init__(self, node: NodeInfo, config: dict[str, Any]) -> None:
+    def __init__(self, node: NodeInfo, config: Any) -> None:
         self.node = node
-        self.config = dict(config)
+        self.config = config        # the backend's parsed config (tulle.cluster.backendconf)
         self.own: Lease | None = None
         self._refused: dict[tuple, str] = {}
         self._ignored: set[tuple] = set()
@@ -111,13 +98,10 @@ class RouteNetwork:
         self._refused = refused
         return out
 
-    def owned_routes(self) -> list[Route]:
-        return [r for r in routes.list_routes(4) if r.proto == self.proto]
-
     def sync(self, remotes: list[Lease]) -> None:
         self._applied = None
         want = self.desired(remotes)
-        self._apply(want, *plan(self.owned_routes(), want))
+        self._apply(want, routediff.diff(want, routediff.owned(self.proto)))
 
     def update(self, remotes: list[Lease]) -> None:
         """The same end state as sync(), from the last pass's routes instead of a kernel dump;
@@ -126,34 +110,22 @@ class RouteNetwork:
             self.sync(remotes)
             return
         want = self.desired(remotes, refresh=False)
-        to_add, to_remove = plan(self._applied, want)
+        todo = routediff.diff(want, self._applied)
         self._applied = None
         try:
-            self._apply(want, to_add, to_remove)
+            self._apply(want, todo)
         except KernelError as exc:
             log.warning(f"{self.type_name}: incremental update failed, converging fully", error=exc.msg)
             self.sync(remotes)
 
-    def _apply(self, want: list[Route], to_add: list[Route], to_remove: list[Route]) -> None:
-        """Remove then add; `want` is what the kernel holds afterwards (remembered on success)."""
-        failures: list[str] = []
-        failed_adds = 0
-        for r in to_remove:
-            try:
-                routes.delete(r)
-                log.info("route removed", dst=r.dst, gw=r.gw, dev=r.dev)
-            except TulleError as exc:
-                failures.append(exc.msg)
-        for r in to_add:
-            try:
-                routes.replace(r)
-                log.info("route added", dst=r.dst, gw=r.gw, dev=r.dev)
-            except TulleError as exc:
-                failures.append(exc.msg)
-                failed_adds += 1
-        metrics.ROUTES_PROGRAMMED.set(len(want) - failed_adds)
-        if failures:
-            raise KernelError(f"{self.type_name}: {len(failures)} route change(s) failed: {'; '.join(failures)}")
+    def _apply(self, want: list[Route], todo: routediff.RouteDiff) -> None:
+        """Write `todo`; `want` is what the kernel holds afterwards (remembered on success)."""
+        try:
+            routediff.write(todo, self.type_name)
+        except routediff.WriteFailed as exc:
+            metrics.ROUTES_PROGRAMMED.set(len(want) - exc.unwritten)
+            raise
+        metrics.ROUTES_PROGRAMMED.set(len(want))
         self._applied = want
 
     def refused(self) -> dict[tuple, str]:
@@ -165,8 +137,7 @@ class RouteNetwork:
 
     def teardown(self) -> None:
         self._applied = None
-        for r in self.owned_routes():
-            routes.delete(r)
+        routediff.write(routediff.diff([], routediff.owned(self.proto)), self.type_name)
         metrics.ROUTES_PROGRAMMED.set(0)
 
 

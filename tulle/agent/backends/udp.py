@@ -6,6 +6,8 @@ nodes are carried in plain UDP datagrams by a user-space loop.
                      routes the whole cluster CIDR into the TUN while the node's own,
                      longer /24 (the pod bridge) stays local — as Flannel does
   socket             UDP <PublicIP>:8285 (Backend.Port)
+  route              the cluster CIDR into the TUN, ensured with routediff like every
+                     backend's routes (the kernel's own route for the address fits it)
   loop               udp_forwarder.py: TUN → datagram to the owner of the
                      destination subnet; datagram from a known peer → TUN
 
@@ -36,32 +38,22 @@ import time
 from typing import Any, Callable, TypeVar
 
 from tulle.agent import log
+from tulle.agent.backends import routediff
 from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
+from tulle.cluster.backendconf import UdpConfig
 from tulle.cluster.lease import Lease
-from tulle.errors import ConfigError, KernelError, TulleError
+from tulle.errors import KernelError, TulleError
 
 T = TypeVar("T")
 
-TYPE = "udp"
+TYPE = UdpConfig.TYPE
 DEVICE = "tulle-udp0"
-DEFAULT_PORT = 8285
 OVERHEAD = 28
 SOCKET_BUFFER = 4 << 20
 REPLY_TIMEOUT = 5.0
 STOP_TIMEOUT = 2.0
 TXQUEUELEN = 2000   # the tun default (500) overflows while the loop catches up: TCP sees
                     # thousands of retransmits per second; 2000 absorbs the bursts
-
-
-def load_port(cfg: dict[str, Any]) -> int:
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"Backend: must be an object, got {type(cfg).__name__}")
-    port = cfg.get("Port")
-    if port is None or port == 0:
-        return DEFAULT_PORT
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"Backend.Port: must be an integer in 1..65535, got {port!r}")
-    return port
 
 
 def routing_table(remotes: list[Lease], own: Lease) -> tuple[dict[ipaddress.IPv4Network, ipaddress.IPv4Address],
@@ -83,10 +75,11 @@ def routing_table(remotes: list[Lease], own: Lease) -> tuple[dict[ipaddress.IPv4
 
 class UdpBackend:
     type_name = TYPE
+    watch_prefixes: tuple[str, ...] = ()
 
-    def __init__(self, node: NodeInfo, port: int) -> None:
+    def __init__(self, node: NodeInfo, config: UdpConfig) -> None:
         self.node = node
-        self.port = port
+        self.port = config.port
         self.own: Lease | None = None
         self.table: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
         self.stats: dict[str, int] = {}   # the loop's counters as of the last sync()
@@ -177,8 +170,9 @@ class UdpBackend:
         addrs.ensure(DEVICE, want)
         if not links.require(DEVICE).up:
             links.set_up(DEVICE)
-        routes.ensure(routes.Route(dst=self.node.network, dev=DEVICE, scope=routes.SCOPES["link"],
-                                   src=want.ip))
+        cluster = routes.Route(dst=self.node.network, dev=DEVICE, scope=routes.SCOPES["link"], src=want.ip)
+        held = [r for r in routes.list_routes(4) if routediff.route_key(r) == routediff.route_key(cluster)]
+        routediff.write(routediff.diff([cluster], held), TYPE)   # only this route: never another's
         return created
 
     # the loop process -----------------------------------------------------------------
@@ -287,5 +281,5 @@ def _retry_busy(fn: Callable[[], T], wait: float = STOP_TIMEOUT) -> T:
             time.sleep(0.05)
 
 
-def factory(node: NodeInfo, backend_config: dict[str, Any]) -> UdpBackend:
-    return UdpBackend(node, load_port(backend_config or {}))
+def factory(node: NodeInfo, config: UdpConfig) -> UdpBackend:
+    return UdpBackend(node, config)

@@ -27,13 +27,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tulle.cluster.backendconf import validate_asn, validate_pools
 from tulle.errors import ConfigError
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address
-
-MIN_ASN, MAX_ASN = 1, 4294967295
-DEFAULT_ASN = 64512
 
 
 @dataclass(frozen=True)
@@ -61,20 +59,6 @@ class BirdConfig:
     gr_wait: int = 10                    # graceful restart recovery bound (bird -R), seconds
     log_file: str | None = None
     extra_comment: str = field(default="", compare=False)
-
-
-def validate_asn(asn: int, what: str = "AS number") -> int:
-    if isinstance(asn, bool) or not isinstance(asn, int) or not MIN_ASN <= asn <= MAX_ASN:
-        raise ConfigError(f"{what} must be within [{MIN_ASN}, {MAX_ASN}], got {asn!r}")
-    return asn
-
-
-def validate_pools(pools: list[IPv4Net]) -> None:
-    """Pools must not overlap each other (an address would belong to two pools)."""
-    for i, a in enumerate(pools):
-        for b in pools[i + 1:]:
-            if a.overlaps(b):
-                raise ConfigError(f"IP pools {a} and {b} overlap")
 
 
 def protocol_name(prefix: str, address: IPv4Addr) -> str:

@@ -17,7 +17,8 @@ CrossSubnet" path, with Flannel's exact (no learning) VXLAN entries:
 Block → node comes from the store's blocks (Affinity; an allocation's Node for a
 borrowed address) and node → (PublicIP, VtepMAC) from the nodes' leases
 (Lease.node, BackendData.VtepMAC). Routes carry protocol PROTO so BIRD's kernel
-protocol does not learn them and sync() removes exactly its own.
+protocol does not learn them and sync() removes exactly its own. The device and
+its entries are written by ../vtep.py, as the vxlan backend's are.
 """
 
 from __future__ import annotations
@@ -25,24 +26,21 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from tulle.agent.backends.vxlan import RouteSpec, _lease_mac
+from tulle.agent.backends import routediff, vtep
+from tulle.cluster.backendconf import BGP_VNI, BgpConfig
 from tulle.cluster.blocks import Block
 from tulle.cluster.lease import Lease
+from tulle.kernel.routes import Route
 
 IPv4Addr = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
 
 DEVICE = "tulle-vxlan"
-VNI = 4096
-PORT = 4789
 PROTO = 252        # rtm_protocol of the CrossSubnet routes (host-gw 250, vxlan 251)
 
 
 @dataclass
-class Plan:
-    neighbours: dict[IPv4Addr, str] = field(default_factory=dict)
-    fdb: dict[str, IPv4Addr] = field(default_factory=dict)
-    routes: dict[IPv4Net, RouteSpec] = field(default_factory=dict)
+class Plan(vtep.Entries):
     skipped: dict[str, str] = field(default_factory=dict)        # node → why it gets no VXLAN path
     remote_segment: set[str] = field(default_factory=set)        # nodes reached through VXLAN
 
@@ -71,7 +69,7 @@ def owners(blocks: list[Block], me: str) -> dict[IPv4Net, str]:
 
 
 def plan(me: str, remotes: list[Lease], blocks: list[Block], connected: list[IPv4Net],
-         vni: int = VNI, device: str = DEVICE) -> Plan:
+         vni: int = BGP_VNI, device: str = DEVICE) -> Plan:
     """The VXLAN entries for every destination whose node is on another segment."""
     out = Plan()
     by_node = node_leases(remotes)
@@ -84,7 +82,7 @@ def plan(me: str, remotes: list[Lease], blocks: list[Block], connected: list[IPv
         if any(lease.public_ip in net for net in connected):
             continue  # same segment: BIRD routes it natively
         try:
-            mac = _lease_mac(lease, vni)
+            mac = vtep.lease_mac(lease, vni)
         except ValueError as exc:
             out.skipped[who] = str(exc)
             continue
@@ -94,24 +92,15 @@ def plan(me: str, remotes: list[Lease], blocks: list[Block], connected: list[IPv
         out.remote_segment.add(who)
         out.neighbours[lease.public_ip] = mac
         out.fdb[mac] = lease.public_ip
-        out.routes[dst] = RouteSpec(dst, lease.public_ip, device, True)
+        out.routes[dst] = Route(dst=dst, gw=lease.public_ip, dev=device, onlink=True, proto=PROTO)
     return out
 
 
-def apply(wanted: Plan, device: str = DEVICE, proto: int = PROTO) -> None:
+def apply(wanted: Plan, device: str = DEVICE) -> None:
     """Converge the kernel (this thread's netns) to `wanted`."""
-    from tulle.agent.backends import vxlan
-
-    vxlan.converge_neighbours(device, wanted.neighbours)
-    vxlan.converge_fdb(device, wanted.fdb)
-    vxlan.converge_routes(wanted.routes, proto)
+    vtep.converge(device, wanted, PROTO, BgpConfig.TYPE)
 
 
-def clear(proto: int = PROTO) -> None:
+def clear() -> None:
     """Remove every CrossSubnet route (the device's entries die with the device)."""
-    from tulle.kernel import routes
-
-    from tulle.agent.backends import vxlan
-
-    for r in vxlan.owned_routes(proto):
-        routes.delete(r)
+    routediff.write(routediff.diff([], routediff.owned(PROTO)), BgpConfig.TYPE)

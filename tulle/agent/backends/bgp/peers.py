@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from tulle.agent.backends.bgp.birdconf import Peer, protocol_name
+from tulle.cluster.backendconf import DEFAULT_CLUSTER_ID, Tor
 from tulle.errors import ConfigError
 
 IPv4Addr = ipaddress.IPv4Address
@@ -34,24 +35,6 @@ IPv4Net = ipaddress.IPv4Network
 class NodeRef:
     name: str
     address: IPv4Addr
-
-
-@dataclass(frozen=True)
-class Tor:
-    """The top-of-rack routers: an AS and, per underlay segment, the router's address
-    (a segment without one uses its first host address, the usual gateway)."""
-
-    asn: int
-    addresses: tuple[tuple[IPv4Net, IPv4Addr], ...] = ()
-
-    def address_for(self, connected: list[IPv4Net]) -> IPv4Addr:
-        for net in connected:
-            for seg, addr in self.addresses:
-                if addr in net or seg == net:
-                    return addr
-        if not connected:
-            raise ConfigError("ToR: this node has no underlay subnet to find its top-of-rack router on")
-        return connected[0].network_address + 1
 
 
 @dataclass(frozen=True)
@@ -66,7 +49,7 @@ def same_segment(address: IPv4Addr, connected: list[IPv4Net]) -> bool:
 
 
 def plan(me: NodeRef, others: list[NodeRef], *, asn: int, reflectors: frozenset[str] = frozenset(),
-         cluster_id: IPv4Addr = IPv4Addr("244.0.0.1"), connected: list[IPv4Net] | None = None,
+         cluster_id: IPv4Addr = DEFAULT_CLUSTER_ID, connected: list[IPv4Net] | None = None,
          tor: Tor | None = None) -> PeerPlan:
     """The sessions of `me` given the other live nodes (order-independent, deterministic)."""
     connected = connected or []

@@ -28,6 +28,7 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from tulle import node_defaults
 from tulle.cni import delegate
 from tulle.cni.errors import NOT_AVAILABLE, CNIError
 from tulle.cni.skel import Call, Plugin
@@ -37,7 +38,7 @@ from tulle.errors import CheckFailed, ConfigError, TryAgain, TulleError
 
 log = logging.getLogger("tulle.cni")
 
-DEFAULT_SUBNET_FILE = "/run/tulle/subnet.env"
+DEFAULT_SUBNET_FILE = node_defaults.SUBNET_ENV
 DEFAULT_DATA_DIR = "/var/lib/tulle/cni"
 DEFAULT_BRIDGE = "tulle0"
 IPAM_SUBDIR = "networks"
