@@ -14,9 +14,10 @@ def conf(tmp_path, node="n1", **extra) -> dict:
     return {"cniVersion": "1.1.0", "name": "pods", "type": "tulle-blocks", "ipam": ipam}
 
 
-def seed(tmp_path, network="10.244.0.0/24", block=28):
+def seed(tmp_path, network="10.244.0.0/24", block=28, pools=None):
     s = open_store(f"sqlite://{tmp_path}/s.db")
-    s.put("/coreos.com/network/config", json.dumps({"Network": network, "Backend": {"Type": "bgp", "BlockSize": block}}))
+    backend = {"Type": "bgp", "BlockSize": block, **({"Pools": pools} if pools else {})}
+    s.put("/coreos.com/network/config", json.dumps({"Network": network, "Backend": backend}))
     s.close()
 
 
@@ -43,7 +44,7 @@ def test_add_del_check_gc(cni, tmp_path):
 
 
 def test_exhausted_is_102(cni, tmp_path):
-    seed(tmp_path, network="10.244.0.0/30", block=30)
+    seed(tmp_path, network="10.244.0.0/24", block=30, pools=["10.244.0.0/30"])
     assert run(cni, "ADD", conf(tmp_path), "c1").ok
     assert run(cni, "ADD", conf(tmp_path), "c2").ok
     assert run(cni, "ADD", conf(tmp_path), "c3").error_code == 102

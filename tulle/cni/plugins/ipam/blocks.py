@@ -15,9 +15,10 @@ gone, and a block left empty is given back.
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 
+from tulle.cluster import netconfig
+from tulle.cluster.backendconf import BgpConfig
 from tulle.cluster.blocks import DEFAULT_BLOCK_SIZE, BlockAllocator
 from tulle.cluster.lease import DEFAULT_PREFIX, config_key
 from tulle.cni.skel import Call, Plugin
@@ -49,12 +50,12 @@ def load_conf(call: Call, store) -> BlocksConf:
         kv = store.get(config_key(prefix))
         if kv is None and not pools:
             raise ConfigError(f"ipam.pools not given and the store has no {config_key(prefix)}")
-        netconf = json.loads(kv.value) if kv is not None else {}
-        if not pools:
-            backend = netconf.get("Backend") or {}
-            pools = [ipaddress.IPv4Network(p) for p in backend.get("Pools") or [netconf["Network"]]]
-        if not block_size:
-            block_size = int((netconf.get("Backend") or {}).get("BlockSize") or DEFAULT_BLOCK_SIZE)
+        if kv is not None:
+            cfg = netconfig.parse(kv.value)      # validated like the agents read it
+            bgp = cfg.backend_config if isinstance(cfg.backend_config, BgpConfig) else BgpConfig()
+            pools = pools or list(bgp.pools or [cfg.network])
+            block_size = block_size or bgp.block_size
+        block_size = block_size or DEFAULT_BLOCK_SIZE
     return BlocksConf(store=f.str("store", required=True), node=f.str("node", required=True), prefix=prefix,
                       pools=pools, block_size=block_size,
                       routes=[Route.from_dict(r, "ipam.routes") for r in f.list("routes")])
