@@ -26,6 +26,7 @@ Everything acts on the calling process's network namespace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import ipaddress
 import os
@@ -174,7 +175,8 @@ def _open(url: str) -> Store:
     return open_store(url)
 
 
-def _leadership_changed(leading: bool) -> None:
+def _leadership_changed(identity: str, leading: bool) -> None:
+    metrics.LEADER.labels(identity=identity).set(1 if leading else 0)
     log.info("leader lease acquired: running the cluster-wide controllers" if leading else
              "leader lease lost or released")
 
@@ -311,13 +313,18 @@ class Agent:
         ]
         api = Client(self.store, opts.registry_prefix)
         controllers += [EndpointsController(api), AllocationRepair(api)]
+        metrics.declare_controllers(c.name for c in controllers)
+        metrics.LEADER.labels(identity=opts.node).set(0)
         self.elector = leader.LeaderElector(self.store, leader.lease_key(opts.registry_prefix), opts.node,
-                                            ttl=opts.leader_lease, on_change=_leadership_changed)
-        return Host(self.store, controllers, leadership=self.elector, on_error=self._controller_failed)
+                                            ttl=opts.leader_lease,
+                                            on_change=functools.partial(_leadership_changed, opts.node))
+        return Host(self.store, controllers, leadership=self.elector, on_error=self._controller_failed,
+                    on_run=metrics.observe_controller_run)
 
     def _controller_failed(self, name: str, exc: BaseException) -> None:
         msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
         metrics.RECONCILE_ERRORS.inc()
+        metrics.CONTROLLER_ERRORS.labels(controller=name).inc()
         log.error("controller failed", controller=name, error=msg)
 
     # -- the loop ------------------------------------------------------------
@@ -330,7 +337,8 @@ class Agent:
         metrics.RECONCILE_TOTAL.inc()
         ok = self.host.run(full=full)
         failed = [f"{n}: {o.error}" for n, o in self.host.outcomes.items() if not o.ok]
-        metrics.HEALTH.update(last_reconcile_ok=ok, last_error="; ".join(failed))
+        metrics.HEALTH.update(last_reconcile_ok=ok, last_error="; ".join(failed),
+                              controllers={n: (o.ok, o.error) for n, o in self.host.outcomes.items()})
         if not ok:
             log.error("reconcile failed", why=why, error="; ".join(failed))
         self.last_pass_ok = ok

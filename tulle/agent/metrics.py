@@ -1,22 +1,37 @@
 """Prometheus metrics and the health endpoint of the node agent.
 
-The text exposition format (version 0.0.4) is small enough to write by hand,
-which keeps the agent free of a client library. Metrics are process-global
-(like prometheus_client's default registry) so that backends and the CNI
-socket server can count without being handed anything:
+The metrics are prometheus_client objects in the agent's own `REGISTRY`, a
+private CollectorRegistry rather than the library's process-wide default: a
+test, or several agents in one process, never meets "duplicated timeseries"
+from another user of the default registry, and /metrics shows only tulle's
+series. They are module-level so that backends, controllers and the CNI socket
+server count without being handed anything (agents sharing a process share
+them; `tulle_leader` is per identity):
 
   tulle_leases                       gauge    remote leases this node knows
   tulle_routes_programmed            gauge    routes a route backend owns in the kernel
   tulle_reconcile_total              counter  reconcile passes (store change or tick)
-  tulle_reconcile_errors_total       counter  passes that failed (labels: stage)
-  tulle_leases_refused_total         counter  remote leases a backend could not serve
+  tulle_reconcile_errors_total       counter  failed controller runs and agent loop errors
+  tulle_leases_refused_total         counter  remote leases a backend could not serve (labels: backend)
   tulle_lease_expiry_seconds         gauge    seconds until our lease expires (0: reservation)
   tulle_cni_requests_total           counter  CNI requests served (labels: command, result)
   tulle_cni_request_seconds          histogram of CNI request latency (labels: command)
+  tulle_controller_runs_total        counter  controller runs (labels: controller, mode=full|incremental)
+  tulle_controller_errors_total      counter  controller runs that failed (labels: controller)
+  tulle_controller_run_seconds       histogram of one controller run, 1 ms … 10 s (labels: controller)
+  tulle_leader                       gauge    1 while this agent holds the leader lease (labels: identity)
 
-The CNI server reports a request with `observe_cni_request(command, seconds, ok)`.
-GET /healthz answers 200 "ok" when the lease is held and the last reconcile
-succeeded, else 503 with the reason; GET /metrics serves the exposition.
+The hooks: the CNI server reports a request with `observe_cni_request`, the
+controller host a run with `observe_controller_run`.
+
+GET /metrics serves prometheus_client's exposition (the format and content type
+it negotiates from Accept, gzip when asked). GET /healthz answers 200 "ok" when
+the lease is held and the last reconcile succeeded, else 503 with the reason;
+`/healthz?verbose` lists every check, each controller's last outcome among
+them, as Kubernetes' `/healthz?verbose` does.
+
+This module is the agent's only: the CNI plugin executables never import it
+(prometheus_client costs ~80 ms to import).
 """
 
 from __future__ import annotations
@@ -24,164 +39,70 @@ from __future__ import annotations
 import contextlib
 import http.server
 import ipaddress
-import math
 import socket
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
 
 from tulle.errors import ConfigError
 
-Labels = tuple[tuple[str, str], ...]
-
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# 1 ms … 10 s: from an incremental run with nothing to write to a full sync that reads a
+# large node's routes, neighbours and FDB back and repairs them.
+CONTROLLER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ACCEPT_RETRY = 0.1   # seconds before accepting again after a failed accept()
 CLOSE_WAIT = 5.0     # seconds close() waits for the serving thread
 
+REGISTRY = CollectorRegistry()
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    items = labels + extra
-    if not items:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items) + "}"
-
-
-def _num(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _key(labels: dict[str, str]) -> Labels:
-    return tuple(sorted((k, str(v)) for k, v in labels.items()))
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name = name
-        self.help = help_text
-        self._lock = threading.Lock()
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        with self._lock:
-            k = _key(labels)
-            self._values[k] = self._values.get(k, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        return self._values.get(_key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            values = dict(self._values) or {(): 0.0}
-        return [f"{self.name}{_labels(k)} {_num(v)}" for k, v in sorted(values.items())]
-
-
-class Gauge(Counter):
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[_key(labels)] = float(value)
-
-
-class Histogram(_Metric):
-    kind = "histogram"
-
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
-        super().__init__(name, help_text)
-        self.buckets = tuple(sorted(buckets))
-        self._series: dict[Labels, list[float]] = {}  # per-bucket counts + [sum, count]
-
-    def observe(self, value: float, **labels: str) -> None:
-        with self._lock:
-            s = self._series.setdefault(_key(labels), [0.0] * (len(self.buckets) + 2))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    s[i] += 1
-            s[-2] += value
-            s[-1] += 1
-
-    def count(self, **labels: str) -> float:
-        s = self._series.get(_key(labels))
-        return s[-1] if s else 0.0
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            series = {k: list(v) for k, v in self._series.items()}
-        out = []
-        for k, s in sorted(series.items()):
-            for i, bound in enumerate(self.buckets):
-                out.append(f"{self.name}_bucket{_labels(k, (('le', _num(bound)),))} {_num(s[i])}")
-            out.append(f"{self.name}_bucket{_labels(k, (('le', '+Inf'),))} {_num(s[-1])}")
-            out.append(f"{self.name}_sum{_labels(k)} {_num(s[-2])}")
-            out.append(f"{self.name}_count{_labels(k)} {_num(s[-1])}")
-        return out
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
-
-    def _add(self, metric: _Metric) -> _Metric:
-        self._metrics.append(metric)
-        return metric
-
-    def counter(self, name: str, help_text: str) -> Counter:
-        return self._add(Counter(name, help_text))  # type: ignore[return-value]
-
-    def gauge(self, name: str, help_text: str) -> Gauge:
-        return self._add(Gauge(name, help_text))  # type: ignore[return-value]
-
-    def histogram(self, name: str, help_text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> Histogram:
-        return self._add(Histogram(name, help_text, buckets))  # type: ignore[return-value]
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for m in self._metrics:
-            lines += m.header() + m.samples()
-        return "\n".join(lines) + "\n"
-
-
-REGISTRY = Registry()
-LEASES = REGISTRY.gauge("tulle_leases", "Remote subnet leases known to this node.")
-ROUTES_PROGRAMMED = REGISTRY.gauge("tulle_routes_programmed", "Routes the backend owns in the kernel.")
-RECONCILE_TOTAL = REGISTRY.counter("tulle_reconcile_total", "Reconcile passes (store change or tick).")
-RECONCILE_ERRORS = REGISTRY.counter("tulle_reconcile_errors_total", "Reconcile passes that failed.")
-LEASES_REFUSED = REGISTRY.counter("tulle_leases_refused_total",
-                                  "Remote leases the backend refused (e.g. host-gw peer not L2 adjacent).")
-LEASE_EXPIRY = REGISTRY.gauge("tulle_lease_expiry_seconds",
-                              "Seconds until this node's lease expires (0 for a reservation).")
-CNI_REQUESTS = REGISTRY.counter("tulle_cni_requests_total", "CNI requests served by the agent socket.")
-CNI_SECONDS = REGISTRY.histogram("tulle_cni_request_seconds", "Latency of CNI requests served by the agent.")
+LEASES = Gauge("tulle_leases", "Remote subnet leases known to this node.", registry=REGISTRY)
+ROUTES_PROGRAMMED = Gauge("tulle_routes_programmed", "Routes the backend owns in the kernel.", registry=REGISTRY)
+RECONCILE_TOTAL = Counter("tulle_reconcile_total", "Reconcile passes (store change or tick).", registry=REGISTRY)
+RECONCILE_ERRORS = Counter("tulle_reconcile_errors_total", "Reconcile passes that failed.", registry=REGISTRY)
+LEASES_REFUSED = Counter("tulle_leases_refused_total",
+                         "Remote leases the backend refused (e.g. host-gw peer not L2 adjacent).",
+                         ["backend"], registry=REGISTRY)
+LEASE_EXPIRY = Gauge("tulle_lease_expiry_seconds", "Seconds until this node's lease expires (0 for a reservation).",
+                     registry=REGISTRY)
+CNI_REQUESTS = Counter("tulle_cni_requests_total", "CNI requests served by the agent socket.",
+                       ["command", "result"], registry=REGISTRY)
+CNI_SECONDS = Histogram("tulle_cni_request_seconds", "Latency of CNI requests served by the agent.",
+                        ["command"], buckets=CNI_BUCKETS, registry=REGISTRY)
+CONTROLLER_RUNS = Counter("tulle_controller_runs_total", "Controller runs, full (resync) or incremental.",
+                          ["controller", "mode"], registry=REGISTRY)
+CONTROLLER_ERRORS = Counter("tulle_controller_errors_total", "Controller runs that failed.",
+                            ["controller"], registry=REGISTRY)
+CONTROLLER_SECONDS = Histogram("tulle_controller_run_seconds", "Duration of one controller run (plan + apply).",
+                               ["controller"], buckets=CONTROLLER_BUCKETS, registry=REGISTRY)
+LEADER = Gauge("tulle_leader", "1 while this agent holds the leader lease.", ["identity"], registry=REGISTRY)
 
 
 def observe_cni_request(command: str, seconds: float, ok: bool = True) -> None:
     """Count one CNI request (ADD/DEL/CHECK/...) and its latency; for the CNI socket server."""
     command = command.upper()
-    CNI_REQUESTS.inc(command=command, result="ok" if ok else "error")
-    CNI_SECONDS.observe(seconds, command=command)
+    CNI_REQUESTS.labels(command=command, result="ok" if ok else "error").inc()
+    CNI_SECONDS.labels(command=command).observe(seconds)
+
+
+def observe_controller_run(name: str, full: bool, seconds: float) -> None:
+    """Count one controller run and its duration; the controller host's `on_run` hook."""
+    CONTROLLER_RUNS.labels(controller=name, mode="full" if full else "incremental").inc()
+    CONTROLLER_SECONDS.labels(controller=name).observe(seconds)
+
+
+def declare_controllers(names: Iterable[str]) -> None:
+    """Export every controller's series at 0 from the start: a counter that appears only at
+    its first increment hides that increment from rate() and increase()."""
+    for name in names:
+        for mode in ("full", "incremental"):
+            CONTROLLER_RUNS.labels(controller=name, mode=mode)
+        CONTROLLER_ERRORS.labels(controller=name)
+        CONTROLLER_SECONDS.labels(controller=name)
 
 
 # --- health -------------------------------------------------------------------
@@ -193,6 +114,7 @@ class Health:
     lease_held: bool = False
     last_reconcile_ok: bool = False
     last_error: str = ""
+    controllers: dict[str, tuple[bool, str]] = field(default_factory=dict)  # name → (ok, error) of its last run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **changes: object) -> None:
@@ -202,11 +124,27 @@ class Health:
 
     def status(self) -> tuple[bool, str]:
         with self._lock:
-            if not self.lease_held:
-                return False, "no subnet lease held"
-            if not self.last_reconcile_ok:
-                return False, f"last reconcile failed: {self.last_error or 'not run yet'}"
-            return True, "ok"
+            return self._status()
+
+    def verbose(self) -> tuple[bool, str]:
+        """The status and Kubernetes' verbose report: `[+]name ok` or `[-]name failed: why` per
+        check (the lease, the last reconcile, each controller's last run), then the verdict."""
+        with self._lock:
+            ok, _ = self._status()
+            checks = [("lease", self.lease_held, "no subnet lease held"),
+                      ("reconcile", self.last_reconcile_ok, self.last_error or "not run yet")]
+            checks += [(f"controller/{name}", c_ok, error)
+                       for name, (c_ok, error) in sorted(self.controllers.items())]
+        lines = [f"[+]{name} ok" if c_ok else f"[-]{name} failed: {why}" for name, c_ok, why in checks]
+        lines.append("healthz check passed" if ok else "healthz check failed")
+        return ok, "\n".join(lines) + "\n"
+
+    def _status(self) -> tuple[bool, str]:
+        if not self.lease_held:
+            return False, "no subnet lease held"
+        if not self.last_reconcile_ok:
+            return False, f"last reconcile failed: {self.last_error or 'not run yet'}"
+        return True, "ok"
 
 
 HEALTH = Health()
@@ -229,48 +167,58 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, p
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    registry: Registry = REGISTRY
+class _Handler(MetricsHandler):
+    """/metrics is prometheus_client's own handler; /healthz and the 404 are ours."""
+
+    registry: CollectorRegistry = REGISTRY
     health: Health = HEALTH
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._reply(200, self.registry.render(), "text/plain; version=0.0.4; charset=utf-8")
-        elif path == "/healthz":
-            ok, reason = self.health.status()
-            self._reply(200 if ok else 503, reason + "\n", "text/plain; charset=utf-8")
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/metrics":
+            super().do_GET()
+        elif url.path == "/healthz":
+            if "verbose" in urllib.parse.parse_qs(url.query, keep_blank_values=True):
+                ok, body = self.health.verbose()
+            else:
+                ok, reason = self.health.status()
+                body = reason + "\n"
+            self._reply(200 if ok else 503, body)
         else:
-            self._reply(404, "not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+            self._reply(404, "not found: try /metrics or /healthz\n")
 
-    def _reply(self, code: int, body: str, ctype: str) -> None:
+    def _reply(self, code: int, body: str) -> None:
         data = body.encode()
         self.send_response(code)
-        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence access logs
-        pass
+
+def handler_for(registry: CollectorRegistry, health: Health) -> type[_Handler]:
+    """A request handler serving `registry` and `health` (MetricsHandler.factory, with health)."""
+    return type("Handler", (_Handler,), {"registry": registry, "health": health})
 
 
 class MetricsServer:
     """http.server on its own daemon thread; `close()` stops it and frees the port.
 
     The thread blocks in accept() (no timeout): an idle agent has no wake-ups for
-    metrics. close() shuts the listening socket down, which makes that accept()
-    fail at once (Linux), and the thread ends; each request is served on a thread
-    of its own (ThreadingHTTPServer's process_request).
+    metrics — prometheus_client's own start_http_server polls twice a second, so
+    only its handler is used. close() shuts the listening socket down, which makes
+    that accept() fail at once (Linux), and the thread ends; each request is served
+    on a thread of its own (ThreadingHTTPServer's process_request). The socket is
+    bound by the constructor, so in the network namespace of the calling thread.
     """
 
-    def __init__(self, addr: str) -> None:
+    def __init__(self, addr: str, registry: CollectorRegistry = REGISTRY, health: Health = HEALTH) -> None:
         host, port = parse_addr(addr)
         cls = http.server.ThreadingHTTPServer
         if ":" in host:
             cls = type("V6Server", (http.server.ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
         try:
-            self._server = cls((host, port), _Handler)
+            self._server = cls((host, port), handler_for(registry, health))
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {addr}: {exc.strerror or exc}") from None
         self._server.daemon_threads = True

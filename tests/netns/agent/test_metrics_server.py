@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.netns.agent.conftest import http_get
 from tulle.agent import metrics
@@ -24,6 +25,8 @@ def test_serve_then_close_frees_the_port(make_netns):
     try:
         code, text = http_get(ns, f"http://{ADDR}/metrics")
         assert code == 200 and "# TYPE tulle_reconcile_total counter" in text
+        kinds = {f.name: f.type for f in text_string_to_metric_families(text)}
+        assert kinds["tulle_reconcile"] == "counter" and kinds["tulle_cni_request_seconds"] == "histogram"
         code, _ = http_get(ns, f"http://{ADDR}/healthz")
         assert code in (200, 503)
         code, text = http_get(ns, f"http://{ADDR}/nope")

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.unit.agent import scrape
 from tulle.agent import daemon, masquerade, metrics
 from tulle.cluster import netconfig
 from tulle.agent.backends import base
@@ -101,7 +102,9 @@ def test_loop(env):
         key = put_remote(store, "10.244.250.0/24", "198.51.100.12")
         wait_for(lambda: fake.synced[-1] == ["10.244.250.0/24"])
         assert ("update", ["10.244.250.0/24"]) in fake.passes       # the change: only applied
-        assert metrics.LEASES.value() == 1
+        assert scrape.value("tulle_leases") == 1
+        assert scrape.value("tulle_controller_runs_total", controller="network", mode="incremental") >= 1
+        assert scrape.value("tulle_leader", identity="n1") == 1          # the only agent leads
         wait_for(lambda: fake.passes[-1] == ("sync", ["10.244.250.0/24"]))   # the tick: full again
 
         # the watch history is gone: re-list, converge anyway
@@ -129,10 +132,13 @@ def test_loop(env):
         time.sleep(3)
         assert store.get(subnet_key(DEFAULT_PREFIX, own.subnet)) is not None
         assert metrics.HEALTH.status() == (True, "ok")
+        assert scrape.value("tulle_controller_runs_total", controller="endpoints", mode="full") >= 1
+        assert scrape.value("tulle_controller_run_seconds_count", controller="network") >= 3
     finally:
         agent.stop_event.set()
         thread.join(5)
         agent.close()
+    assert scrape.value("tulle_leader", identity="n1") == 0              # released at stop
     assert not thread.is_alive() and fake.stopped and not fake.torn_down
     kvs, _ = store.list(subnets_prefix(DEFAULT_PREFIX))
     assert [kv.key for kv in kvs] == [subnet_key(DEFAULT_PREFIX, own.subnet)]  # lease kept at stop
@@ -184,19 +190,25 @@ class FlakyBackend(FakeBackend):
 
 
 def test_a_failed_pass_is_retried_before_the_interval(env, monkeypatch):
+    """...and counted per controller, and shown as that controller's outcome in /healthz?verbose."""
     fake, store, opts = env
     flaky = FlakyBackend()
     monkeypatch.setattr(daemon.base, "create", lambda t, node, cfg: flaky)
     monkeypatch.setattr(daemon, "RETRY_AFTER_FAILURE", 0.1)
     opts.reconcile_interval = 3600   # no tick during the test: only the retry can sync
+    errors = scrape.value("tulle_controller_errors_total", controller="network")
     agent = daemon.Agent(opts)
     agent.start()
+    assert metrics.HEALTH.verbose()[1].splitlines()[0] == "[+]lease ok"
     t = threading.Thread(target=agent.loop)
     t.start()
     try:
         wait_for(lambda: len(flaky.passes) >= 2)
         assert [kind for kind, _ in flaky.passes[:2]] == ["sync", "sync"]
+        assert scrape.value("tulle_controller_errors_total", controller="network") == errors + 1
         wait_for(lambda: agent.last_pass_ok and metrics.HEALTH.status() == (True, "ok"))
+        ok, report = metrics.HEALTH.verbose()
+        assert ok and "[+]controller/network ok" in report.splitlines()
     finally:
         agent.stop_event.set()
         t.join(5)

@@ -7,7 +7,8 @@ import ipaddress
 
 import pytest
 
-from tulle.agent import masquerade, metrics
+from tests.unit.agent import scrape
+from tulle.agent import masquerade
 from tulle.agent.backends import base, host_gw
 from tulle.cluster.backendconf import HostGwConfig, VxlanConfig
 from tulle.cluster.lease import Lease
@@ -46,15 +47,15 @@ def test_host_gw_desired_routes_refusals_and_other_backends():
     be = Offline(node(), {"Type": "host-gw"})
     assert be.prepare().mtu == 1500 and be.prepare().backend_data == {}
     be.start(lease("10.244.1.0/24", "198.51.100.11"))
-    before = metrics.LEASES_REFUSED.value(backend="host-gw")
+    before = scrape.value("tulle_leases_refused_total", backend="host-gw")
     remotes = [lease("10.244.1.0/24", "198.51.100.11"), lease("10.244.2.0/24", "198.51.100.12"),
                lease("10.244.3.0/24", "203.0.113.13"), lease("10.244.4.0/24", "198.51.100.14", "vxlan")]
     want = be.desired(remotes)
     assert want == [Route(dst=NET("10.244.2.0/24"), gw=IP("198.51.100.12"), dev="eth0", proto=250)]
     assert list(be.refused().values())[0].startswith("host-gw: refusing lease 10.244.3.0/24 of peer")
-    assert metrics.LEASES_REFUSED.value(backend="host-gw") == before + 1
+    assert scrape.value("tulle_leases_refused_total", backend="host-gw") == before + 1
     be.desired(remotes)  # the same refusal is counted once, not every tick
-    assert metrics.LEASES_REFUSED.value(backend="host-gw") == before + 1
+    assert scrape.value("tulle_leases_refused_total", backend="host-gw") == before + 1
 
 
 def test_registry_creates_host_gw():

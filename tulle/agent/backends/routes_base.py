@@ -94,7 +94,7 @@ class RouteNetwork:
                 refused[ident] = exc.msg
                 if ident not in self._refused:
                     log.error(exc.msg, subnet=lease.subnet, public_ip=lease.public_ip, peer=lease.node or None)
-                    metrics.LEASES_REFUSED.inc(backend=self.type_name)
+                    metrics.LEASES_REFUSED.labels(backend=self.type_name).inc()
         self._refused = refused
         return out
 
