@@ -228,7 +228,7 @@ def run_backend(sandbox: core.Sandbox, backend: str, lab: str, seconds: float, r
         st = cluster.state.load(lab)
 
         def lab_pod(p: str) -> tuple[str, str]:
-            return netns.path_of(topology.pod_netns(lab, p)), st.pods[p].ip
+            return netns.path_of(topology.pod_netns(lab, p)), st.pods[f"default/{p}"].ip
 
         mtu = netns.run_in(lab_pod("a")[0], links.mtu_of, "eth0")
         if not mtu:

@@ -20,20 +20,22 @@ from tulle.errors import TulleError
 # Popen objects of children started by this process, so stop() can reap them
 # (a zombie still answers kill(pid, 0)).
 _children: dict[int, subprocess.Popen] = {}
+EXEC_GRACE = 0.5      # seconds a process may show an empty argv while it execs
 
 
 def spawn(cmd: list[str], log_path: str, netns_path: str | None = None,
-          env: dict[str, str] | None = None) -> int:
+          env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> int:
     """Start `cmd` detached (own session, stdin closed, output to `log_path`); returns its pid.
 
     With `netns_path` it runs under `nsenter --net=`, which execs in place (no
-    --fork), so the pid is the command's own.
+    --fork), so the pid is the command's own. `pass_fds` stay open in the child
+    under the same numbers (e.g. sockets it serves, bound by the caller).
     """
     full = (["nsenter", f"--net={netns_path}"] if netns_path else []) + cmd
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=env)
+                                    start_new_session=True, env=env, pass_fds=pass_fds)
         except OSError as exc:
             raise TulleError(f"cannot start {cmd[0]}: {exc.strerror}") from None
     _children[proc.pid] = proc
@@ -66,8 +68,17 @@ def alive(pid: int) -> bool:
 
 
 def carries(pid: int, marker: str) -> bool:
-    """The process is ours: one of its arguments is exactly `marker`."""
-    return marker in cmdline(pid)
+    """The process is ours: one of its arguments is exactly `marker`.
+
+    While a process execs (nsenter becoming the command it runs, a few ms after
+    spawn) the kernel shows no arguments at all; that is waited out, else a stop
+    right after a start would leave the process running."""
+    deadline = time.monotonic() + EXEC_GRACE
+    args = cmdline(pid)
+    while not args and alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+        args = cmdline(pid)
+    return marker in args
 
 
 def find(predicate: Callable[[list[str]], bool]) -> list[int]:

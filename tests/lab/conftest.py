@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import itertools
+from typing import Iterator
 
 import pytest
 
@@ -49,3 +52,36 @@ def make_lab():
     yield make
     for name in made:
         cluster.down(name)
+
+
+@contextlib.contextmanager
+def lab_up(**options) -> Iterator[str]:
+    """A lab under a fresh name for a whole module (`lab up` takes seconds), always brought down."""
+    name = new_lab_name()
+    try:
+        cluster.up(name, **options)
+        yield name
+    finally:
+        cluster.down(name)
+
+
+@contextlib.contextmanager
+def api(lab: str):
+    """The object API over the lab's store (a Client)."""
+    from tulle.lab.session import open_session
+
+    with open_session(lab, lock=False) as s:
+        yield s.client
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """`tulle ARGS` run in this process: (exit code, stdout, stderr), without a new interpreter's start."""
+    from tulle.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:          # argparse refusals
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()

@@ -77,7 +77,7 @@ def test_node_del_removes_it_from_every_other_node(make_lab):
         assert ipaddress.IPv4Address(gone["underlay_ip"]) in view["fdb"]
 
     cluster.node_del(lab, "n3")
-    assert not netns.exists(f"tulle-{lab}-n3") and not netns.exists(f"tulle-{lab}-pod-c")
+    assert not netns.exists(f"tulle-{lab}-n3") and not netns.exists(topology.pod_netns(lab, "c"))
     assert [n["name"] for n in cluster.status(lab)["nodes"]] == ["n1", "n2"]
     assert cluster.status(lab)["pods"] == []
     deadline = time.monotonic() + 10

@@ -74,9 +74,11 @@ def test_new_pod_is_reachable_from_another_node_within_3s(mesh):
     deadline = start + 3.0
     assert checks._until(deadline, lambda: checks.ping(mesh, "a", b.ip, timeout=0.5).returncode == 0), \
         f"pod b ({b.ip}) on n1 not reachable from n2 within 3 s"
-    server = checks.EchoServer(mesh, "b", b.ip)
+    st = state.load(mesh)
+    server = checks.EchoServer(pods.netns_path(st, "default/b"), "b", b.ip)
     try:
-        assert checks._until(deadline, lambda: checks.tcp(mesh, "a", b.ip, timeout=0.5))
+        assert checks._until(deadline, lambda: checks.tcp(pods.netns_path(st, "default/a"), "a", b.ip,
+                                                          timeout=0.5))
     finally:
         server.close()
 

@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from tests.lab.conftest import needs_agent
-from tulle.errors import ConfigError, ExistsError, NotFoundError
+from tulle.cluster import errors
+from tulle.errors import ConfigError
 from tulle.kernel import netns
-from tulle.lab import checks, cluster, nodes, pods, state
+from tulle.lab import checks, cluster, nodes, pods, state, topology
 
 pytestmark = [pytest.mark.netns, needs_agent]
 
@@ -45,6 +46,7 @@ def test_status_pods_exec_and_pod_lifecycle_on_one_node(make_lab):
     assert out.returncode == 0, out.stderr
     listed = json.loads(tulle("lab", "pods", "--lab", lab, "--json").stdout)
     assert [p["name"] for p in listed] == ["a", "b"] and {p["node"] for p in listed} == {"n1"}
+    assert {p["namespace"] for p in listed} == {"default"}
     b_ip = listed[1]["ip"]
     assert ipaddress.IPv4Address(a.ip) in subnets["n1"] and ipaddress.IPv4Address(b_ip) in subnets["n1"]
     assert lease_files(lab, "n1") == sorted([a.ip, b_ip])
@@ -54,20 +56,23 @@ def test_status_pods_exec_and_pod_lifecycle_on_one_node(make_lab):
     assert checks.ping(lab, "a", b_ip).returncode == 0       # same node, through the node's bridge
     assert tulle("lab", "exec", "--lab", lab, "a", "--", "false").returncode == 1  # exit status passes through
 
-    with pytest.raises(ExistsError):
+    with pytest.raises(errors.AlreadyExists, match='pods "a" already exists'):
         pods.add(lab, "n2", "a")
     with pytest.raises(ConfigError, match="no node 'n9'"):
         pods.add(lab, "n9", "c")
-    assert not netns.exists(f"tulle-{lab}-pod-c")
+    assert not netns.exists(topology.pod_netns(lab, "c"))
 
-    assert tulle("lab", "pod", "del", "--lab", lab, "b").returncode == 0
-    assert not netns.exists(f"tulle-{lab}-pod-b")
+    out = tulle("lab", "pod", "del", "--lab", lab, "b")
+    assert out.returncode == 0 and out.stdout.strip() == 'pod "b" deleted'
+    assert not netns.exists(topology.pod_netns(lab, "b"))
     assert lease_files(lab, "n1") == [a.ip]                  # the address went back
     assert [p["name"] for p in cluster.status(lab)["pods"]] == ["a"]
-    with pytest.raises(NotFoundError):
+    with pytest.raises(errors.NotFound, match='pods "b" not found'):
         pods.delete(lab, "b")
     missing = tulle("lab", "exec", "--lab", lab, "b", "--", "true")
     assert missing.returncode == 1 and "no pod 'b'" in missing.stderr
+    gone = tulle("lab", "pod", "del", "--lab", lab, "b")
+    assert gone.returncode == 1 and gone.stderr.strip() == 'Error from server (NotFound): pods "b" not found'
 
     c = pods.add(lab, "n2", "c")                             # another node: across the fabric
     assert ipaddress.IPv4Address(c.ip) in subnets["n2"]

@@ -7,8 +7,10 @@ Each subcommand is a small function over tulle.lab; `add_parser` registers them
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from typing import Callable
 
 from tulle.lab import topology
 
@@ -51,19 +53,39 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pod_add(args: argparse.Namespace) -> int:
-    from tulle.lab import pods
+def kubectl_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """API refusals in kubectl's words (`Error from server (NotFound): pods "x" not found`)."""
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        from tulle.cluster.errors import ApiError, BadRequest
 
-    p = pods.add(args.lab, args.node, args.pod)
-    print(f"pod {args.pod} on {p.node}: {p.ip}")
+        try:
+            return fn(args)
+        except BadRequest as exc:
+            print(f"error: {exc.msg}", file=sys.stderr)
+        except ApiError as exc:
+            print(f"Error from server ({exc.reason}): {exc.msg}", file=sys.stderr)
+        return 1
+    return run
+
+
+@kubectl_errors
+def _pod_add(args: argparse.Namespace) -> int:
+    from tulle.lab import pods, podspec
+
+    ports = [podspec.parse_port(p) for p in args.port or []]
+    p = pods.add(args.lab, args.node, args.pod, args.namespace, podspec.parse_labels(args.labels), ports)
+    print(f"pod {args.namespace}/{args.pod} on {p.node}: {p.ip}")
     return 0
 
 
+@kubectl_errors
 def _pod_del(args: argparse.Namespace) -> int:
-    from tulle.lab import pods
+    from tulle.lab import pods, podspec
 
-    pods.delete(args.lab, args.pod)
-    print(f"pod {args.pod} removed")
+    namespace, name = podspec.split_ref(args.pod, args.namespace)
+    pods.delete(args.lab, name, namespace)
+    print(f'pod "{name}" deleted')
     return 0
 
 
@@ -82,7 +104,84 @@ def _exec(args: argparse.Namespace) -> int:
     from tulle.lab import pods
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    return pods.exec_in(args.lab, args.pod, cmd)
+    return pods.exec_in(args.lab, args.pod, cmd, args.namespace)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    """Exit 0: answered; 1: no answer; 2: bad input (unknown pod or service, bad port)."""
+    from tulle.cluster.errors import ApiError
+    from tulle.errors import TulleError
+    from tulle.lab import probe
+    from tulle.lab.session import open_session
+
+    try:
+        target = probe.parse_target(args.target)
+        with open_session(args.lab, lock=False) as s:
+            route = probe.resolve(s, args.source, target, args.namespace)
+            owners = {p.ip: k for k, p in s.st.pods.items()}
+    except ApiError as exc:
+        print(f"Error from server ({exc.reason}): {exc.msg}", file=sys.stderr)
+        return 2
+    except TulleError as exc:
+        print(f"tulle: {exc.msg}", file=sys.stderr)
+        return 2
+    result = probe.run(route, args.target, args.timeout, owners)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.text(), file=sys.stdout if result.answered else sys.stderr)
+    return 0 if result.answered else 1
+
+
+def _emit(outcome) -> int:
+    """Print an apply/delete outcome as kubectl does: results on stdout, the rest on stderr."""
+    for line in outcome.err:
+        print(line, file=sys.stderr)
+    for line in outcome.out:
+        print(line)
+    return 1 if outcome.failed else 0
+
+
+@kubectl_errors
+def _apply(args: argparse.Namespace) -> int:
+    from tulle.lab import apply
+    from tulle.lab.session import open_session
+
+    objs = apply.read(args.filename)          # stdin is read before the lab is locked
+    with open_session(args.lab) as s:
+        return _emit(apply.apply(s, objs, apply.source_name(args.filename)))
+
+
+@kubectl_errors
+def _delete(args: argparse.Namespace) -> int:
+    from tulle.errors import ConfigError
+    from tulle.lab import apply
+    from tulle.lab.session import open_session
+
+    if bool(args.filename) == bool(args.what):
+        raise ConfigError("delete what? tulle lab delete -f FILE, or tulle lab delete KIND NAME [-n NS]")
+    objs = apply.read(args.filename) if args.filename else []
+    if not args.filename and len(args.what) < 2:
+        raise ConfigError(f"delete {args.what[0]}: which one? tulle lab delete {args.what[0]} NAME [-n NS]")
+    with open_session(args.lab) as s:
+        if args.filename:
+            return _emit(apply.delete_objects(s, objs, apply.source_name(args.filename)))
+        return _emit(apply.delete_named(s, args.what[0], args.what[1:], args.namespace))
+
+
+@kubectl_errors
+def _get(args: argparse.Namespace) -> int:
+    from tulle.lab import get
+    from tulle.lab.session import open_session
+
+    with open_session(args.lab, lock=False) as s:
+        answer = get.get(s.client, args.kind, args.name, args.namespace, args.all_namespaces, args.selector,
+                         args.output)
+    if answer.stderr:
+        print(answer.stderr, file=sys.stderr)
+    if answer.stdout:
+        print(answer.stdout)
+    return 0
 
 
 def _bgp(args: argparse.Namespace) -> int:
@@ -153,6 +252,10 @@ def _lab_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lab", default="lab", help="lab name (default: lab)")
 
 
+def _namespace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", default="default", help="the namespace (default: default)")
+
+
 def add_parser(sub) -> None:
     lab = sub.add_parser("lab", help="a multi-node cluster from network namespaces on this machine")
     cmds = lab.add_subparsers(dest="cmd", required=True)
@@ -186,14 +289,20 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_status)
 
     pod = cmds.add_parser("pod", help="add or delete a pod").add_subparsers(dest="pod_cmd", required=True)
-    p = pod.add_parser("add", help="a pod netns on NODE, wired by the installed CNI executables")
+    p = pod.add_parser("add", help="a Pod on NODE: its netns wired by the installed CNI executables, a server "
+                                   "answering on each --port")
     _lab_arg(p)
+    _namespace_arg(p)
+    p.add_argument("--labels", help="the pod's labels: key=value[,key=value...]")
+    p.add_argument("--port", action="append", metavar="[NAME:]PORT[/tcp|udp]",
+                   help="a container port its server answers on (repeatable), e.g. http:8080/tcp")
     p.add_argument("node")
     p.add_argument("pod")
     p.set_defaults(func=_pod_add)
-    p = pod.add_parser("del", help="CNI DEL and remove the pod netns")
+    p = pod.add_parser("del", help="stop the pod's servers, CNI DEL, remove its netns and its Pod object")
     _lab_arg(p)
-    p.add_argument("pod")
+    _namespace_arg(p)
+    p.add_argument("pod", help="NAME or NAMESPACE/NAME")
     p.set_defaults(func=_pod_del)
 
     p = cmds.add_parser("pods", help="list pods")
@@ -203,9 +312,48 @@ def add_parser(sub) -> None:
 
     p = cmds.add_parser("exec", help="run a command inside a pod's netns: tulle lab exec POD -- CMD ...")
     _lab_arg(p)
-    p.add_argument("pod")
+    _namespace_arg(p)
+    p.add_argument("pod", help="NAME or NAMESPACE/NAME")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=_exec)
+
+    p = cmds.add_parser("probe", help="from a pod, connect to an address, pod or service: who answers? "
+                                      "(exit 0 answered, 1 no answer, 2 bad input)")
+    _lab_arg(p)
+    p.add_argument("-n", "--namespace", default=None, help="FROM's namespace (default: default)")
+    p.add_argument("source", metavar="FROM", help="the pod to probe from: NAME or NAMESPACE/NAME")
+    p.add_argument("target", metavar="TO[:PORT[/PROTO]]",
+                   help="an IPv4 address, a pod or a service ([NAMESPACE/]NAME, in FROM's namespace by "
+                        "default); PORT a number or a port name; no port: ICMP echo")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_probe)
+
+    p = cmds.add_parser("apply", help="create or update what manifests describe (kubectl apply): Namespaces, "
+                                      "Pods, Deployments, Services, NetworkPolicies, Ingresses, Secrets, ...")
+    _lab_arg(p)
+    p.add_argument("-f", "--filename", required=True,
+                   help="a YAML or JSON manifest (multi-document, List) or a directory of them; - for stdin")
+    p.set_defaults(func=_apply)
+
+    p = cmds.add_parser("delete", help="delete what a manifest describes, or KIND NAME...; pods, deployments "
+                                       "and namespaces take their pods' netns and servers with them")
+    _lab_arg(p)
+    p.add_argument("-f", "--filename", help="a manifest; - for stdin")
+    _namespace_arg(p)
+    p.add_argument("what", nargs="*", metavar="KIND NAME", help="e.g. svc web, deployment web, pod web-1")
+    p.set_defaults(func=_delete)
+
+    p = cmds.add_parser("get", help="list objects as kubectl does: tulle lab get KIND [NAME] [-n NS|-A] "
+                                    "[-l SELECTOR] [-o wide|json|yaml|name]")
+    _lab_arg(p)
+    p.add_argument("kind", help="pods, svc, deploy, endpointslices, ns, netpol, ing, secrets, leases, ...")
+    p.add_argument("name", nargs="?")
+    _namespace_arg(p)
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace (NAMESPACE column first)")
+    p.add_argument("-l", "--selector", help="a label selector, e.g. app=web or 'tier in (a,b)'")
+    p.add_argument("-o", "--output", help="wide, json, yaml or name")
+    p.set_defaults(func=_get)
 
     p = cmds.add_parser("bgp", help="bgp labs: each node's BGP sessions and the routes it learned (from BIRD)")
     _lab_arg(p)

@@ -24,9 +24,15 @@ ATTEMPT_TIMEOUT = 1.0
 
 
 def ping(lab: str, pod: str, ip: str, count: int = 1, interval: float = 0.2,
-         timeout: float = ATTEMPT_TIMEOUT) -> subprocess.CompletedProcess:
+         timeout: float = ATTEMPT_TIMEOUT, namespace: str = "default") -> subprocess.CompletedProcess:
     """`ping` from inside the pod (bounded by count and per-reply timeout)."""
-    cmd = ["nsenter", f"--net={netns.path_of(topology.pod_netns(lab, pod))}", "ping", "-n", "-q",
+    return ping_in(netns.path_of(topology.pod_netns(lab, pod, namespace)), ip, count, interval, timeout)
+
+
+def ping_in(path: str, ip: str, count: int = 1, interval: float = 0.2,
+            timeout: float = ATTEMPT_TIMEOUT) -> subprocess.CompletedProcess:
+    """`ping` from inside the netns at `path`."""
+    cmd = ["nsenter", f"--net={path}", "ping", "-n", "-q",
            "-c", str(count), "-i", str(interval), "-W", str(max(1, int(timeout))), ip]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=count * interval + timeout + 10,
                           check=False)
@@ -35,8 +41,8 @@ def ping(lab: str, pod: str, ip: str, count: int = 1, interval: float = 0.2,
 class EchoServer:
     """A TCP server in a pod's netns that answers each connection with what it received."""
 
-    def __init__(self, lab: str, pod: str, ip: str, port: int = TCP_PORT) -> None:
-        self.sock = netns.run_in(netns.path_of(topology.pod_netns(lab, pod)), _listen, ip, port)
+    def __init__(self, path: str, pod: str, ip: str, port: int = TCP_PORT) -> None:
+        self.sock = netns.run_in(path, _listen, ip, port)
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"echo:{pod}", daemon=True)
@@ -74,11 +80,11 @@ def _exchange(ip: str, port: int, token: bytes, timeout: float) -> bytes:
         return s.recv(256)
 
 
-def tcp(lab: str, pod: str, ip: str, port: int = TCP_PORT, timeout: float = ATTEMPT_TIMEOUT) -> bool:
-    """Connect from `pod` to ip:port, send a token, expect it echoed."""
+def tcp(path: str, pod: str, ip: str, port: int = TCP_PORT, timeout: float = ATTEMPT_TIMEOUT) -> bool:
+    """Connect from `pod` (in the netns at `path`) to ip:port, send a token, expect it echoed."""
     token = f"hello from {pod}".encode()
     try:
-        reply = netns.run_in(netns.path_of(topology.pod_netns(lab, pod)), _exchange, ip, port, token, timeout)
+        reply = netns.run_in(path, _exchange, ip, port, token, timeout)
     except OSError:
         return False
     return reply == b"echo " + token
@@ -108,17 +114,22 @@ def _until(deadline: float, attempt) -> bool:
 
 
 def all_pairs(st: LabState, timeout: float = 5.0) -> list[PairResult]:
-    """Every pod to every other pod, ICMP and TCP; each pair retried up to `timeout`."""
-    servers = [EchoServer(st.lab, name, p.ip) for name, p in sorted(st.pods.items())]
+    """Every pod of the pod network to every other (named `namespace/name`), ICMP and TCP; each
+    pair retried up to `timeout`. hostNetwork pods are left out: they are their node."""
+    from tulle.lab.pods import netns_path
+
+    on_network = {k: p for k, p in sorted(st.pods.items()) if not p.host_network}
+    where = {k: netns_path(st, k) for k in on_network}
+    servers = [EchoServer(where[k], k, p.ip) for k, p in on_network.items()]
     try:
         results = []
-        for src in sorted(st.pods):
-            for dst, p in sorted(st.pods.items()):
+        for src in on_network:
+            for dst, p in on_network.items():
                 if dst == src:
                     continue
                 deadline = time.monotonic() + timeout
-                icmp = _until(deadline, lambda: ping(st.lab, src, p.ip).returncode == 0)
-                ok_tcp = _until(deadline, lambda: tcp(st.lab, src, p.ip))
+                icmp = _until(deadline, lambda: ping_in(where[src], p.ip).returncode == 0)
+                ok_tcp = _until(deadline, lambda: tcp(where[src], src, p.ip))
                 results.append(PairResult(src, dst, p.ip, icmp, ok_tcp))
         return results
     finally:

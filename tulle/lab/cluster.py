@@ -18,13 +18,14 @@ from typing import Any
 from tulle import procs
 from tulle.cluster import netconfig
 from tulle.cluster.lease import DEFAULT_PREFIX, subnet_key
+from tulle.cluster.api import connect
 from tulle.cni.install import install
 from tulle.errors import ExistsError, TulleError
 from tulle.kernel import netns
-from tulle.lab import agents, fabric, nodes, pods, state, topology
+from tulle.lab import agents, fabric, nodes, pods, podspec, state, topology
 from tulle.lab import bgp as lab_bgp
+from tulle.lab.session import open_lab_store, open_session
 from tulle.lab.state import LabState
-from tulle.store import Store, open_store
 from tulle.store.etcd_server import EtcdServer
 
 
@@ -33,11 +34,6 @@ def _refuse_existing(plan: topology.Plan) -> None:
     leftovers = [n for n in netns.list_names(f"tulle-{lab}-") if topology.is_lab_netns(lab, n)]
     if state.exists(lab) or leftovers:
         raise ExistsError(f"lab {lab!r} already exists (tulle lab down --lab {lab} first)")
-
-
-def open_lab_store(plan: topology.Plan) -> Store:
-    """The lab's store as seen from this process (etcd through the fabric netns)."""
-    return open_store(plan.store_url(from_cli=True))
 
 
 def _start_store(plan: topology.Plan, st: LabState, undo: contextlib.ExitStack) -> None:
@@ -82,6 +78,7 @@ def up(lab: str = "lab", nodes_count: int = 3, segments: int = 1, backend: str =
         kv = open_lab_store(plan)
         undo.callback(kv.close)
         netconfig.write_config(kv, DEFAULT_PREFIX, cfg)
+        connect(kv).ensure_defaults()            # the namespaces every cluster starts with
         install(pods.bin_dir(lab))
         for node in plan.nodes:
             nodes.build(plan, node, undo)
@@ -168,27 +165,26 @@ def status(lab: str = "lab") -> dict[str, Any]:
 
 
 def pod_list(st: LabState) -> list[dict[str, str]]:
-    return [{"name": name, "node": p.node, "ip": p.ip} for name, p in sorted(st.pods.items())]
+    """`tulle lab pods --json`: name, namespace, node, ip of every pod (by namespace, then name)."""
+    out = []
+    for k, p in sorted(st.pods.items()):
+        namespace, name = podspec.split_ref(k)
+        out.append({"name": name, "namespace": namespace, "node": p.node, "ip": p.ip})
+    return out
 
 
 def node_del(lab: str, node: str) -> None:
-    """A node leaves: its pods go, its agent stops, its lease key is deleted, its netns removed."""
-    state.require_root()
-    with state.locked(lab):
-        st = state.load(lab)
-        plan = st.plan()
+    """A node leaves: its pods (runtime and objects) go, its agent stops, its lease key is
+    deleted, its netns removed."""
+    with open_session(lab) as s:
+        st, plan = s.st, s.plan
         where = plan.node(node)
-        for pod in [p for p, ps in st.pods.items() if ps.node == node]:
-            pods.remove(st, pod)
-        state.save(st)
+        for k in [k for k, ps in st.pods.items() if ps.node == node]:
+            pods.remove(s, *podspec.split_ref(k))      # runtime and Pod object
         agents.stop(lab, node, st.nodes.get(node, 0))
-        kv = open_lab_store(plan)
-        try:
-            for lease in agents.leases(kv):
-                if lease.node == node or lease.public_ip == where.ip.ip:
-                    kv.delete(subnet_key(DEFAULT_PREFIX, lease.subnet))
-        finally:
-            kv.close()
+        for lease in agents.leases(s.client.store):
+            if lease.node == node or lease.public_ip == where.ip.ip:
+                s.client.store.delete(subnet_key(DEFAULT_PREFIX, lease.subnet))
         nodes.remove(plan, where)
         shutil.rmtree(nodes.node_dir(lab, node), ignore_errors=True)
         del st.nodes[node]

@@ -56,13 +56,17 @@ def conflist_for(plan: Plan, node: Node) -> dict:
 
 
 def fabric_conflist(lab: str, node: str) -> dict:
-    """The Flannel-style conflist: the fabric plugin, then portmap."""
+    """The Flannel-style conflist (kube-flannel's cni-conf.json): the fabric plugin, whose bridge
+    is every pod's default gateway (pods reach node addresses and, later, Service VIPs; the
+    nodes have no default route, so nothing leaves the lab) and hairpins (a pod reaching
+    itself through a Service), then portmap."""
     return {
         "cniVersion": CNI_VERSION,
         "name": NETWORK_NAME,
         "plugins": [
             {"type": "tulle", "subnetFile": subnet_file(lab, node), "agentSocket": agent_socket(lab, node),
-             "dataDir": node_dir(lab, node, "cni")},
+             "dataDir": node_dir(lab, node, "cni"),
+             "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }

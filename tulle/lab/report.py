@@ -19,7 +19,8 @@ def nodes_table(status: dict[str, Any]) -> Table:
         t.add_column(col, no_wrap=col != "pods")
     by_node: dict[str, list[str]] = {}
     for p in status["pods"]:
-        by_node.setdefault(p["node"], []).append(p["name"])
+        by_node.setdefault(p["node"], []).append(p["name"] if p["namespace"] == "default"
+                                                 else f"{p['namespace']}/{p['name']}")
     for n in status["nodes"]:
         agent = f"[green]pid {n['agent_pid']}[/]" if n["agent_alive"] else f"[red]down ({n['agent_pid']})[/]"
         subnet = n["subnet"] or "[red]no lease[/]"
@@ -32,20 +33,29 @@ def nodes_table(status: dict[str, Any]) -> Table:
 
 def pods_table(pods: list[dict[str, str]]) -> Table:
     t = Table(title="pods")
-    for col in ("pod", "node", "IP"):
+    for col in ("namespace", "pod", "node", "IP"):
         t.add_column(col, no_wrap=True)
     for p in pods:
-        t.add_row(p["name"], p["node"], p["ip"])
+        t.add_row(p["namespace"], p["name"], p["node"], p["ip"])
     return t
+
+
+def _short(keys: list[str]) -> tuple[dict[str, str], str]:
+    """Pod keys (`namespace/name`) as the table shows them: bare names when they share one namespace."""
+    spaces = {k.split("/", 1)[0] for k in keys}
+    if len(spaces) == 1:
+        return {k: k.split("/", 1)[1] for k in keys}, f" (namespace {spaces.pop()})"
+    return {k: k for k in keys}, ""
 
 
 def reach_table(results: Iterable[PairResult]) -> Table:
     results = list(results)
     pods = sorted({r.src for r in results} | {r.dst for r in results})
-    t = Table(title="reachability (ICMP / TCP), from row to column")
-    t.add_column("from \\ to")
+    shown, where = _short(pods)
+    t = Table(title=f"reachability (ICMP / TCP), from row to column{where}")
+    t.add_column("from \\ to", no_wrap=True)
     for p in pods:
-        t.add_column(p, justify="center")
+        t.add_column(shown[p], justify="center", no_wrap=True)
     cell = {(r.src, r.dst): r for r in results}
     for src in pods:
         row = []
@@ -56,11 +66,13 @@ def reach_table(results: Iterable[PairResult]) -> Table:
             else:
                 row.append(("[green]ok[/]" if r.icmp else "[red]FAIL[/]") + " / " +
                            ("[green]ok[/]" if r.tcp else "[red]FAIL[/]"))
-        t.add_row(src, *row)
+        t.add_row(shown[src], *row)
     return t
 
 
 def show(*renderables: Any) -> None:
     console = Console()
+    if not console.is_terminal:        # a log or a pipe: no screen to fit, keep cells whole
+        console = Console(width=160)
     for r in renderables:
         console.print(r)

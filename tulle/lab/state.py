@@ -3,7 +3,10 @@
 Everything a lab keeps on disk lives under its state dir (store file, CNI
 executables, per-node agent files, etcd data): `lab down` removes one directory.
 state.json records what cannot be recomputed from the options: agent and etcd
-pids, which nodes remain, the pods and their addresses. It is written
+pids, which nodes remain, and for each pod what its node's runtime knows (as a
+kubelet and its container runtime do): the sandbox netns, the CNI container id
+and result address, the server pids. The Pod objects themselves (labels, ports,
+status) are in the store. It is written
 atomically (temp file + rename) so a reader never sees half a file, and
 changes happen under an flock so two `tulle lab` commands don't lose updates.
 """
@@ -27,9 +30,17 @@ LOCK_FILE = "lock"
 
 @dataclass
 class PodState:
+    """One pod's runtime side, keyed `namespace/name` in LabState.pods."""
+
     node: str
     ip: str
     container_id: str
+    netns: str = ""                # the pod's netns name; "" for hostNetwork (it runs in the node's)
+    servers: dict[str, int] = field(default_factory=dict)    # container -> server pid
+
+    @property
+    def host_network(self) -> bool:
+        return not self.netns
 
 
 @dataclass
@@ -37,7 +48,7 @@ class LabState:
     lab: str
     options: dict[str, Any]                    # the arguments of topology.plan()
     nodes: dict[str, int] = field(default_factory=dict)      # node -> agent pid (0: none)
-    pods: dict[str, PodState] = field(default_factory=dict)
+    pods: dict[str, PodState] = field(default_factory=dict)  # "namespace/name" -> runtime side
     etcd_pid: int = 0
     phase: str = "starting"                    # starting | up
 

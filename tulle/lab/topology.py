@@ -10,7 +10,7 @@ Layout (contract with the other parts, see ARCHITECTURE.md):
   router netns  tulle-<lab>-router   only with 2 segments: a leg on each at .1, forwarding
   node netns    tulle-<lab>-n<k>     underlay eth0 at .10+k of its segment; a route to the
                                      other segment via the router; NO default route
-  pod netns     tulle-<lab>-pod-<p>
+  pod netns     tulle-<lab>-pod-<namespace>_<pod>   ('_' is in no Kubernetes name: unambiguous)
 
 Underlay: segment 0 = 198.51.100.0/24, segment 1 = 203.0.113.0/24 (the
 documentation ranges, never anything a host could really use).
@@ -41,7 +41,10 @@ UNDERLAY_DEV = "eth0"      # in a node netns
 STATE_ROOT = "/run/tulle/labs"
 
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-_POD_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+# Lab pods are DNS-1123 subdomains of at most 63 characters (what a generated Deployment
+# pod name reaches at most), in a namespace that is a DNS-1123 label.
+_POD_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NODE_NAME = re.compile(r"^n([1-9][0-9]*)$")
 
 # Ranges a pod network must not overlap: the underlay, and what a host uses for itself.
@@ -133,8 +136,12 @@ def state_dir(lab: str) -> str:
     return f"{STATE_ROOT}/{lab}"
 
 
-def pod_netns(lab: str, pod: str) -> str:
-    return f"tulle-{lab}-pod-{pod}"
+def node_netns(lab: str, node: str) -> str:
+    return f"tulle-{lab}-{node}"
+
+
+def pod_netns(lab: str, pod: str, namespace: str = "default") -> str:
+    return f"tulle-{lab}-pod-{namespace}_{pod}"
 
 
 def check_lab_name(lab: str) -> str:
@@ -145,8 +152,16 @@ def check_lab_name(lab: str) -> str:
 
 def check_pod_name(pod: str) -> str:
     if not _POD_NAME.match(pod or ""):
-        raise ConfigError(f"bad pod name {pod!r}: use 1-31 lower-case letters, digits and '-'")
+        raise ConfigError(f"bad pod name {pod!r}: use 1-63 lower-case letters, digits, '-' and '.', "
+                          f"starting and ending with a letter or digit")
     return pod
+
+
+def check_namespace(namespace: str) -> str:
+    if not _NAMESPACE.match(namespace or ""):
+        raise ConfigError(f"bad namespace {namespace!r}: use 1-63 lower-case letters, digits and '-', "
+                          f"starting and ending with a letter or digit")
+    return namespace
 
 
 def node_index(name: str) -> int:
@@ -234,7 +249,7 @@ def plan(lab: str = "lab", nodes: int = 3, segments: int = 1, backend: str = "vx
         seg = segs[(k - 1) % segments]
         laid.append(Node(f"n{k}", k, seg.index,
                          ipaddress.IPv4Interface(f"{seg.cidr[NODE_HOST_BASE + k]}/{seg.cidr.prefixlen}"),
-                         f"tulle-{lab}-n{k}"))
+                         node_netns(lab, f"n{k}")))
     return Plan(lab, tuple(laid), segs, backend, store, net, subnet_len, route_reflectors, tor_bgp, cluster_asn)
 
 
@@ -243,5 +258,7 @@ def is_lab_netns(lab: str, name: str) -> bool:
     rest = name[len(f"tulle-{lab}-"):] if name.startswith(f"tulle-{lab}-") else None
     if rest is None:
         return False
-    return rest in ("fabric", "router") or bool(_NODE_NAME.match(rest)) or \
-        (rest.startswith("pod-") and bool(_POD_NAME.match(rest[4:])))
+    if rest in ("fabric", "router") or _NODE_NAME.match(rest):
+        return True
+    namespace, sep, pod = rest[4:].partition("_") if rest.startswith("pod-") else ("", "", "")
+    return bool(sep and _NAMESPACE.match(namespace) and _POD_NAME.match(pod))

@@ -22,7 +22,7 @@ def test_default_plan_layout():
     assert plan.network == ipaddress.IPv4Network("10.244.0.0/16") and plan.subnet_len == 24
     assert all(plan.routes_of(n) == [] for n in plan.nodes)   # one segment: no routes, never a default
     assert plan.state_dir == "/run/tulle/labs/lab"
-    assert topology.pod_netns("lab", "a") == "tulle-lab-pod-a"
+    assert topology.pod_netns("lab", "a") == "tulle-lab-pod-default_a"
 
 
 def test_two_segments_alternate_and_route_via_the_router():
@@ -76,7 +76,7 @@ def test_vxlan_and_udp_may_cross_segments():
 
 
 def test_lab_netns_shapes_are_exact():
-    ok = ["tulle-a-fabric", "tulle-a-router", "tulle-a-n1", "tulle-a-n12", "tulle-a-pod-web-1"]
+    ok = ["tulle-a-fabric", "tulle-a-router", "tulle-a-n1", "tulle-a-n12", "tulle-a-pod-default_web-1"]
     assert all(topology.is_lab_netns("a", n) for n in ok)
     not_ours = ["tulle-ab-n1", "tulle-a-3", "tulle-a-3-host", "tulle-a-n0", "tulle-a-pod-", "tulle-a-fabricx",
                 "tulle-etcd-123"]
@@ -107,7 +107,8 @@ def test_agent_command_follows_the_contract():
     assert args == {"--node": "n2", "--store": "etcd://198.51.100.254:2379", "--public-ip": "198.51.100.12",
                     "--socket": "/run/tulle/labs/a/n2/agent.sock",
                     "--subnet-file": "/run/tulle/labs/a/n2/subnet.env",
-                    "--state-dir": "/run/tulle/labs/a/n2", "--metrics-addr": "198.51.100.12:9109"}
+                    "--state-dir": "/run/tulle/labs/a/n2", "--metrics-addr": "198.51.100.12:9109",
+                    "--leader-lease-duration": str(agents.LEADER_LEASE)}
 
 
 def test_state_round_trip_and_plan_keeps_only_remaining_nodes():
