@@ -9,13 +9,9 @@ flavour; the last one removes the containers and looks for leftovers.
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 
 from tests.podman import harness
-from tulle.cni import attachment
 from tulle.demo import checks, image
 
 pytestmark = pytest.mark.podman
@@ -38,11 +34,8 @@ def test_containers_get_addresses_from_the_subnet(world):
     ips = {world.a.ip, world.b.ip}
     assert len(ips) == 2
     assert all(ip.startswith("10.88.7.") for ip in ips)
-    leases = sorted(n for n in os.listdir(world.sb.lease_dir) if n.startswith("10."))
-    assert leases == sorted(ips)
-    veths = [link for link in harness.links(world.host) if link.get("linkinfo", {}).get("info_kind") == "veth"
-             and link["ifname"] != checks.CLIENT_LINK]
-    assert len(veths) == 2
+    assert harness.leases(world.sb) == sorted(ips)
+    assert len(harness.veths(world.host)) == 2
 
 
 def test_containers_ping_each_other(world):
@@ -70,19 +63,6 @@ def test_rm_leaves_nothing_behind(world):
     pods = [world.a, world.b]
     world.sb.remove(*(p.name for p in pods))
     world.sb.wait_quiet()
-    assert json.loads(world.sb.podman("ps", "-a", "--format", "json").stdout or "[]") == []
-    leases = [n for n in os.listdir(world.sb.lease_dir) if n.startswith("10.")]
-    assert leases == [], "host-local kept leases"
-    veths = [link["ifname"] for link in harness.links(world.host)
-             if link.get("linkinfo", {}).get("info_kind") in ("veth", "ifb") and link["ifname"] != checks.CLIENT_LINK]
-    assert veths == []
-    assert harness.qdisc_kinds(world.host) == []
-    needles = [p.id for p in pods] + [p.ip for p in pods]
-    needles += [attachment.digest(world.sb.network, p.id, checks.POD_IFNAME) for p in pods]
-    assert harness.nft_mentions(world.host, needles) == []
-    assert world.sb.new_podman_netns() == []
-    assert world.sb.cni_results() == []
-    # tulle's own checks agree with the command-line view
-    attached = [checks.Attached(p.id, p.ip) for p in pods]
-    assert checks.leftovers(world.host, world.sb.network, world.sb.lease_dir, attached) == []
+    # podman, host-local's files, the ip/tc/nft tools and tulle's own checks all see nothing left
+    assert harness.leftovers(world, [checks.Attached(p.id, p.ip) for p in pods]) == []
     print(f"{world.flavour}: nft tables left (empty of the pods): {harness.tables(world.host)}")

@@ -8,7 +8,6 @@ import os
 import pytest
 
 from tests.podman import harness
-from tulle.demo import checks
 from tulle.demo.podman import PodmanError
 
 pytestmark = pytest.mark.podman
@@ -23,27 +22,22 @@ def tiny_world():
         yield w
 
 
-def _veths(ns: str) -> list[str]:
-    return sorted(link["ifname"] for link in harness.links(ns)
-                  if link.get("linkinfo", {}).get("info_kind") == "veth" and link["ifname"] != checks.CLIENT_LINK)
-
-
 def test_exhausted_range_fails_podman_run_and_leaves_nothing(tiny_world):
     sb = tiny_world.sb
     first = sb.run("pm-first", "sleep", "60")
     assert first.ip == "10.88.7.2"
-    veths, leases = _veths(tiny_world.host), sorted(os.listdir(sb.lease_dir))
+    veths, leases = harness.veths(tiny_world.host), sorted(os.listdir(sb.lease_dir))
 
     with pytest.raises(PodmanError) as err:
         sb.run("pm-second", "sleep", "60")
     assert 'plugin type="bridge" failed (add)' in err.value.msg
     assert "10.88.7" in err.value.msg  # the message names the exhausted range
 
-    assert _veths(tiny_world.host) == veths
+    assert harness.veths(tiny_world.host) == veths
     assert sorted(os.listdir(sb.lease_dir)) == leases
     assert len(sb.new_podman_netns()) == 1  # the first container's only
     sb.remove("pm-first", "pm-second")
     sb.wait_quiet()
-    assert _veths(tiny_world.host) == []
-    assert [n for n in os.listdir(sb.lease_dir) if n.startswith("10.")] == []
+    assert harness.veths(tiny_world.host) == []
+    assert harness.leases(sb) == []
     assert sb.new_podman_netns() == []

@@ -37,7 +37,7 @@ def test_three_nodes_routes_reconcile_and_removal(cluster):
         nodes = [cluster.add_node(k) for k in (1, 2, 3)]
         for n in nodes:
             cluster.start(n)
-        logs = lambda: "\n".join(f"--- {n.name}\n{n.logs()}" for n in nodes)  # noqa: E731
+        logs = cluster.logs
         wait_for("subnet.env on every node", lambda: all(os.path.exists(n.subnet_file) for n in nodes), logs=logs)
         subnets = {n.name: subnet_of(n) for n in nodes}
         assert len(set(subnets.values())) == 3

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from tests.netns.backends import overlay_topo as topo
+from tests.netns import topo
 from tulle.agent.backends import base, udp
 from tulle.cluster.lease import Lease
 from tulle.kernel import addrs, links, routes
@@ -30,18 +30,19 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def cluster(make_netns):
+def cluster(topology):
     made: list[tuple[topo.Node, object]] = []
 
     def build(segments: list[int]):
-        nodes = topo.build(make_netns, segments, pod_mtu=topo.UNDERLAY_MTU - udp.OVERHEAD)
+        nodes = topology(segments=max(segments) + 1).add_nodes_with_pods(
+            segments, pod_mtu=topo.UNDERLAY_MTU - udp.OVERHEAD)
         backends, leases = [], []
         for node in nodes:
             backend = base.create("udp", node.info(), {"Type": "udp"})
             made.append((node, backend))
             info = node.run(backend.prepare)
             assert info.mtu == topo.UNDERLAY_MTU - 28 and info.backend_data == {}
-            lease = Lease(subnet=node.subnet, public_ip=node.ip, backend_type="udp", node=node.name)
+            lease = Lease(subnet=node.subnet, public_ip=node.public_ip, backend_type="udp", node=node.name)
             node.run(backend.start, lease)
             backends.append(backend)
             leases.append(lease)
@@ -56,10 +57,10 @@ def cluster(make_netns):
 
 def test_three_nodes_ping_tcp_and_table(cluster):
     nodes, backends, leases = cluster([0, 0, 1])   # n3 behind the router: UDP is routed fine
-    assert topo.all_pairs_ping(nodes) == []
-    sent, got = topo.tcp_copy(nodes[0], nodes[2], 4 << 20)
+    assert topo.unreachable([n.pod for n in nodes], deadline=6.0) == []
+    sent, got = topo.tcp_copy(nodes[0].pod, nodes[2].pod, 4 << 20)
     assert got == sent
-    sent, got = topo.tcp_copy(nodes[1], nodes[0], 2 << 20)
+    sent, got = topo.tcp_copy(nodes[1].pod, nodes[0].pod, 2 << 20)
     assert got == sent
 
     n1, b1 = nodes[0], backends[0]
@@ -78,30 +79,30 @@ def test_three_nodes_ping_tcp_and_table(cluster):
                     public_ip=ipaddress.IPv4Address("198.51.100.60"), backend_type="vxlan")
     n1.run(b1.sync, [leases[1], foreign])
     assert b1.table == {leases[1].subnet: leases[1].public_ip}
-    assert not topo.ping_once(n1.pod_ns, nodes[2].pod_ip)
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert not topo.ping_once(n1.pod.ns, nodes[2].pod.ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
     n1.run(b1.sync, leases)
-    assert topo.ping(n1.pod_ns, nodes[2].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[2].pod.ip)
 
 
 def test_restore_stop_restart_teardown(cluster):
     nodes, backends, leases = cluster([0, 0])
     n1, b1 = nodes[0], backends[0]
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
     # The loop killed from outside: the next sync() starts a new one.
     dead = b1.pid
     os.kill(dead, 9)
     n1.run(b1.sync, leases)
     assert b1.pid not in (None, dead)
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
     # The TUN deleted: sync() rebuilds it (address, route) and re-attaches a new loop.
     old = b1.pid
     n1.run(links.delete, udp.DEVICE)
     n1.run(b1.sync, leases)
     assert b1.pid not in (None, old) and not _alive(old)
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
     # stop(): no process and no thread left; the TUN (data plane config) stays.
     threads = threading.active_count()
@@ -116,7 +117,7 @@ def test_restore_stop_restart_teardown(cluster):
     n1.run(again.start, leases[0])
     n1.run(again.sync, leases)
     try:
-        assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+        assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
     finally:
         pid = again.pid
         n1.run(again.teardown)

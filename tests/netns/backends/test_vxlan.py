@@ -9,8 +9,9 @@ import ipaddress
 
 import pytest
 
-from tests.netns.backends import overlay_topo as topo
-from tulle.agent.backends import base, vxlan
+from tests.netns import topo
+from tulle.agent.backends import base
+from tulle.agent.backends.vxlan.plan import PROTO
 from tulle.cluster.lease import Lease
 from tulle.kernel import links, neigh, routes
 
@@ -20,19 +21,19 @@ DEV = "tulle.1"
 
 
 @pytest.fixture
-def cluster(make_netns):
+def cluster(topology):
     """Builds nodes and remembers every backend started on them; tears them down
     (inside their node netns) before the namespaces go."""
     made: list[tuple[topo.Node, object]] = []
 
     def build(segments: list[int], config: dict | None = None):
-        nodes = topo.build(make_netns, segments, pod_mtu=1450)
+        nodes = topology(segments=max(segments) + 1).add_nodes_with_pods(segments, pod_mtu=1450)
         backends, leases = [], []
         for node in nodes:
             backend = base.create("vxlan", node.info(), config or {"Type": "vxlan"})
             made.append((node, backend))
             info = node.run(backend.prepare)
-            lease = Lease(subnet=node.subnet, public_ip=node.ip, backend_type="vxlan",
+            lease = Lease(subnet=node.subnet, public_ip=node.public_ip, backend_type="vxlan",
                           backend_data=info.backend_data, node=node.name)
             node.run(backend.start, lease)
             backends.append(backend)
@@ -54,7 +55,7 @@ def _state(node: topo.Node) -> dict:
         return {
             "neigh": {n.ip: n.mac for n in neigh.list_on(DEV)},
             "fdb": {(e.mac, e.dst) for e in neigh.fdb_list(DEV) if e.dst is not None},
-            "routes": {r.dst: r for r in routes.list_routes(4) if r.proto == vxlan.PROTO},
+            "routes": {r.dst: r for r in routes.list_routes(4) if r.proto == PROTO},
             "link": links.get(DEV),
         }
     return node.run(read)
@@ -69,7 +70,7 @@ def test_three_nodes_exact_entries_drift_and_removal(cluster):
                    public_ip=ipaddress.IPv4Address("198.51.100.51"), backend_type="vxlan",
                    backend_data={"VNI": 1, "VtepMAC": "not-a-mac"})
     _sync_all(nodes, backends, leases, extra=[foreign, broken])
-    assert topo.all_pairs_ping(nodes) == []
+    assert topo.unreachable([n.pod for n in nodes], deadline=6.0) == []
 
     n1 = nodes[0]
     link = _state(n1)["link"]
@@ -91,14 +92,14 @@ def test_three_nodes_exact_entries_drift_and_removal(cluster):
         neigh.fdb_delete(DEV, n3l.backend_data["VtepMAC"], n3l.public_ip)
         routes.delete(_state_routes()[n3l.subnet])
     def _state_routes():
-        return {r.dst: r for r in routes.list_routes(4) if r.proto == vxlan.PROTO}
+        return {r.dst: r for r in routes.list_routes(4) if r.proto == PROTO}
     n1.run(vandalize)
     before = _state(n1)
     assert len(before["neigh"]) == 1 and len(before["fdb"]) == 1 and len(before["routes"]) == 1
     n1.run(backends[0].sync, [n2l, n3l])
     after = _state(n1)
     assert (len(after["neigh"]), len(after["fdb"]), len(after["routes"])) == (2, 2, 2)
-    assert topo.ping(n1.pod_ns, nodes[2].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[2].pod.ip)
 
     # The whole VTEP deleted: rebuilt by sync() with the same (published) MAC.
     n1.run(links.delete, DEV)
@@ -106,7 +107,7 @@ def test_three_nodes_exact_entries_drift_and_removal(cluster):
     rebuilt = _state(n1)
     assert rebuilt["link"].mac == leases[0].backend_data["VtepMAC"]
     assert (len(rebuilt["neigh"]), len(rebuilt["fdb"]), len(rebuilt["routes"])) == (2, 2, 2)
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
     # An agent restart (a new backend instance) keeps the device and its MAC.
     again = base.create("vxlan", n1.info(), {"Type": "vxlan"})
@@ -119,8 +120,8 @@ def test_three_nodes_exact_entries_drift_and_removal(cluster):
     assert set(gone["neigh"]) == {n2l.subnet.network_address}
     assert gone["fdb"] == {(n2l.backend_data["VtepMAC"], n2l.public_ip)}
     assert set(gone["routes"]) == {n2l.subnet}
-    assert not topo.ping_once(n1.pod_ns, nodes[2].pod_ip)
-    assert topo.ping(n1.pod_ns, nodes[1].pod_ip)
+    assert not topo.ping_once(n1.pod.ns, nodes[2].pod.ip)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
     # teardown removes the device and every route the backend made.
     n1.run(backends[0].teardown)
@@ -132,16 +133,16 @@ def test_direct_routing_same_segment_only(cluster):
     """n1, n2 share segment 0; n3 sits behind the router on segment 1."""
     nodes, backends, leases = cluster([0, 0, 1], {"Type": "vxlan", "DirectRouting": True})
     _sync_all(nodes, backends, leases)
-    assert topo.all_pairs_ping(nodes) == []
+    assert topo.unreachable([n.pod for n in nodes], deadline=6.0) == []
 
     n1, n2, n3 = nodes
     s1 = _state(n1)
     direct = s1["routes"][n2.subnet]
-    assert (direct.gw, direct.dev, direct.onlink) == (n2.ip, topo.UNDERLAY_DEV, False)
+    assert (direct.gw, direct.dev, direct.onlink) == (n2.public_ip, topo.UNDERLAY_DEV, False)
     overlay = s1["routes"][n3.subnet]
     assert (overlay.gw, overlay.dev, overlay.onlink) == (n3.subnet.network_address, DEV, True)
     assert s1["neigh"] == {n3.subnet.network_address: leases[2].backend_data["VtepMAC"]}
-    assert s1["fdb"] == {(leases[2].backend_data["VtepMAC"], n3.ip)}
+    assert s1["fdb"] == {(leases[2].backend_data["VtepMAC"], n3.public_ip)}
 
     s3 = _state(n3)   # alone on its segment: everything goes through the VTEP
     assert {r.dev for r in s3["routes"].values()} == {DEV}
@@ -189,11 +190,11 @@ def test_update_writes_only_the_change(cluster, monkeypatch):
     assert set(s["routes"]) == {n3l.subnet}
     assert s["neigh"] == {n3l.subnet.network_address: n3l.backend_data["VtepMAC"]}
     assert s["fdb"] == {(n3l.backend_data["VtepMAC"], n3l.public_ip)}
-    assert topo.ping(n1.pod_ns, n3.pod_ip)
+    assert topo.ping(n1.pod.ns, n3.pod.ip)
 
     n1.run(links.delete, DEV)                        # a write into a VTEP that is gone fails:
     n1.run(b1.update, [n2l, n3l])                    # update() converges fully instead
     s = _state(n1)
     assert s["link"].mac == leases[0].backend_data["VtepMAC"]
     assert (len(s["neigh"]), len(s["fdb"]), len(s["routes"])) == (2, 2, 2)
-    assert topo.ping(n1.pod_ns, n3.pod_ip) and topo.ping(n1.pod_ns, n2.pod_ip)
+    assert topo.ping(n1.pod.ns, n3.pod.ip) and topo.ping(n1.pod.ns, n2.pod.ip)

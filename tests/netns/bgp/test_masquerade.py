@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.cnirun import wait_for
-from tests.netns.bgp.topo import in_ns, kernel_routes
+from tests.netns.topo import in_ns, kernel_routes
 
 pytestmark = pytest.mark.netns
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.cnirun import wait_for
-from tests.netns.bgp.topo import kernel_routes, ping
+from tests.netns.topo import kernel_routes, ping_once
 
 pytestmark = pytest.mark.netns
 
@@ -41,7 +41,7 @@ def test_mesh_routes_pods_join_leave(bgplab):
     pids = {n.name: lab.bird_pid(n) for n in nodes}
     late = lab.add_pod(nodes[0], "late")
     t0 = time.monotonic()
-    wait_for("the new pod from another node", lambda: ping(pods[2].ns, late.ip), timeout=3.0, logs=lab.logs)
+    wait_for("the new pod from another node", lambda: ping_once(pods[2].ns, late.ip), timeout=3.0, logs=lab.logs)
     assert time.monotonic() - t0 <= 3.5
 
     # a node joins: the others reconfigure BIRD, they do not restart it
@@ -88,5 +88,5 @@ def test_full_block_borrows_and_the_borrowed_address_is_announced(bgplab):
     wait_for("n2 routes the borrowed /32 to n1", lambda: kernel_routes(n2.ns, "bird").get(borrowed.ip) == n1.ip,
              logs=lab.logs)
     assert kernel_routes(n2.ns, "bird").get(own_block) == n1.ip
-    assert ping(theirs.ns, borrowed.ip) and ping(borrowed.ns, theirs.ip)
-    assert ping(theirs.ns, mine[0].ip)
+    assert ping_once(theirs.ns, borrowed.ip) and ping_once(borrowed.ns, theirs.ip)
+    assert ping_once(theirs.ns, mine[0].ip)

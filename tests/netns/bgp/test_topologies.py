@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from tests.cnirun import wait_for
-from tests.netns.bgp.topo import kernel_routes
+from tests.netns.topo import kernel_routes
 
 pytestmark = pytest.mark.netns
 
