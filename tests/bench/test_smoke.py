@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import churn, cni_latency, control, core, report, throughput
+from bench import churn, cni_latency, control, core, objects, report, throughput
 from tests.conftest import RUN_ID
 
 pytestmark = pytest.mark.netns
@@ -24,6 +24,16 @@ def test_cni_latency(sandbox):
     assert set(r["stats"]) == {"agent", "standalone", "reference"}
     assert r["stats"]["agent"]["ADD"]["n"] == 1
     assert r["profile"]["standalone"]["top"]
+
+
+def test_objects_slices_and_failover():
+    r = objects.run(rounds=2, failovers=1, lab=f"o{RUN_ID}"[:8])
+    assert r["slice"]["ready_s"]["n"] == 2 and r["store_floor_s"]["n"] == 2
+    assert r["failover"]["runs"][0]["to"] != r["failover"]["runs"][0]["from"]
+    assert any(g["goal"].startswith("leader failover") for g in report.goals({"objects": r}))
+    text = report.render({"id": "x", "started": "now", "duration_s": 1.0, "quick": True, "machine": {"cpu": "c"},
+                          "objects": r})
+    assert "## Cluster objects" in text and "leader failover" in text
 
 
 def test_churn_leaves_nothing(sandbox):
