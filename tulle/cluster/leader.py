@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+import uuid
 from typing import Callable
 
 from tulle import node_defaults
@@ -49,6 +50,7 @@ class LeaderElector:
         self._next_renew = 0.0
         self._next_try = 0.0
         self._acquired = ""
+        self._uid = ""
         self._transitions = 0
 
     @property
@@ -59,7 +61,8 @@ class LeaderElector:
         name = self.key.rsplit("/", 1)[-1]
         return json.dumps({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": self._uid,
+                         "creationTimestamp": self._acquired[:19] + "Z"},
             "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.ttl,
                      "acquireTime": self._acquired, "renewTime": micro_time(renew),
                      "leaseTransitions": self._transitions},
@@ -100,6 +103,7 @@ class LeaderElector:
             return
         lease = self.store.grant(self.ttl)
         self._acquired = micro_time(self.wall())
+        self._uid = str(uuid.uuid4())            # each holder's Lease is a new object
         self._transitions += 1
         if self.store.create(self.key, self._body(self.wall()), lease=lease) is None:
             self.store.revoke(lease)
