@@ -182,7 +182,7 @@ def test_containers_of_a_pod_share_its_netns(lab, client_pod, tmp_path):
     assert nothing_of(lab, "default", "duo") == []
 
 
-def test_host_network_pods_run_in_the_node_netns(lab, tmp_path):
+def test_host_network_pods_run_in_the_node_netns(lab, tmp_path, client_pod):
     def hostnet(name: str, port: int) -> dict:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                 "spec": {"nodeName": "n2", "hostNetwork": True, "containers": [
@@ -197,14 +197,15 @@ def test_host_network_pods_run_in_the_node_netns(lab, tmp_path):
     assert status["podIP"] == status["hostIP"] == N2_IP
     node_ns = os.stat(netns.path_of(topology.node_netns(lab, "n2"))).st_ino
     assert os.stat(f"/proc/{ps.servers['agent']}/ns/net").st_ino == node_ns      # no netns of its own
-    # from another node's netns (a hostNetwork pod on n1, no ports: no process); lab pods route only
-    # the cluster network, so they do not reach node addresses
+    # from another node's netns (a hostNetwork pod on n1, no ports: no process), and from a pod on
+    # n1: pods reach node addresses through their default gateway, the node's bridge
     peer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "peer"},
             "spec": {"nodeName": "n1", "hostNetwork": True, "containers": [{"name": "sh", "image": "x"}]}}
     assert apply(lab, tmp_path, peer) == (0, "pod/peer created\n", "")
     assert state.load(lab).pods["default/peer"].servers == {}
-    for target in (f"{N2_IP}:9100", "hostnet:9100", "hostnet:9153/udp"):
-        assert probe(lab, "peer", target) == (0, "default/hostnet (container agent)\n", ""), target
+    for source in ("peer", "client"):
+        for target in (f"{N2_IP}:9100", "hostnet:9100", "hostnet:9153/udp"):
+            assert probe(lab, source, target) == (0, "default/hostnet (container agent)\n", ""), (source, target)
 
     code, out, err = apply(lab, tmp_path, hostnet("clash", 9100))             # the node's port is taken
     assert code == 1 and out == "" and \

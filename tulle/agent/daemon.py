@@ -167,7 +167,7 @@ def find_underlay(public_ip: str | None, iface: str | None) -> tuple[ipaddress.I
     raise ConfigError("cannot tell which device is the underlay: give --public-ip or --iface")
 
 
-def _open(url: str) -> Store:
+def open_node_store(url: str) -> Store:
     """The store; the agent's own state root (the default SQLite file's home) is made on first use."""
     path = url.removeprefix("sqlite://")
     if path != url and os.path.dirname(os.path.abspath(path)) == node_defaults.STATE_ROOT:
@@ -217,7 +217,7 @@ class Agent:
         opts = self.opts
         with contextlib.ExitStack() as closers:     # kept while running, closed at stop
             with contextlib.ExitStack() as undo:    # only for a failed start
-                store = _open(opts.store)
+                store = open_node_store(opts.store)
                 self.store = store
                 closers.callback(store.close)
                 try:

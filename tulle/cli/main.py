@@ -75,13 +75,14 @@ def _agent_run(args: argparse.Namespace) -> int:
 
 def _agent_init_network(args: argparse.Namespace) -> int:
     """Write the cluster network config (`<prefix>/config`) the agents read."""
+    from tulle.agent.daemon import open_node_store
     from tulle.cluster import netconfig
-    from tulle.store import open_store
 
     cfg = netconfig.build(args.network, subnet_len=args.subnet_len, backend=args.backend, vni=args.vni,
                           port=args.port, direct_routing=args.direct_routing,
-                          subnet_min=args.subnet_min, subnet_max=args.subnet_max)
-    store = open_store(args.store)
+                          subnet_min=args.subnet_min, subnet_max=args.subnet_max,
+                          service_network=args.service_network, node_port_range=args.node_port_range)
+    store = open_node_store(args.store)
     try:
         netconfig.write_config(store, args.prefix, cfg)
     finally:
@@ -138,6 +139,8 @@ def _add_agent(sub) -> None:
     p.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
     p.add_argument("--port", type=int, help="UDP port (default: vxlan 8472, udp 8285)")
     p.add_argument("--direct-routing", action="store_true", help="vxlan: plain routes to same-segment peers")
+    p.add_argument("--service-network", help="the ClusterIP range (default 10.96.0.0/12)")
+    p.add_argument("--node-port-range", help="NodePorts, FIRST-LAST (default 30000-32767)")
     p.set_defaults(func=_agent_init_network)
 
 

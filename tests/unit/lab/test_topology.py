@@ -96,7 +96,8 @@ def test_conflist_wires_the_fabric_plugin_to_the_nodes_agent():
     assert [p["type"] for p in conf["plugins"]] == ["tulle", "portmap"]
     fabric = conf["plugins"][0]
     assert fabric == {"type": "tulle", "subnetFile": "/run/tulle/labs/a/n2/subnet.env",
-                      "agentSocket": "/run/tulle/labs/a/n2/agent.sock", "dataDir": "/run/tulle/labs/a/n2/cni"}
+                      "agentSocket": "/run/tulle/labs/a/n2/agent.sock", "dataDir": "/run/tulle/labs/a/n2/cni",
+                      "delegate": {"hairpinMode": True, "isDefaultGateway": True}}
 
 
 def test_agent_command_follows_the_contract():
