@@ -32,12 +32,9 @@ IPv4Net = ipaddress.IPv4Network
 FAMILY = "inet"
 TABLE = "tulle-agent"
 CHAIN = "postrouting"
+POSTROUTING = nft.Chain(CHAIN, type="nat", hook="postrouting", priority="srcnat", policy="accept")
 MULTICAST = "224.0.0.0/4"
 COMMENT_ROOM = 80   # characters of local prefixes spelled out in a comment before it becomes a digest
-
-
-def _masq() -> nft.Expr:
-    return {"masquerade": {"flags": ["fully-random"]}}
 
 
 def _local_comment(local: Sequence[IPv4Net]) -> str:
@@ -58,22 +55,21 @@ def rules(network: IPv4Net, local: Sequence[IPv4Net]) -> list[tuple[str, list[nf
     if local:
         where = nft.prefix(local[0]) if len(local) == 1 else nft.set_of([nft.prefix(n) for n in local])
         out.append((_local_comment(local), [nft.match(saddr, net, "!="), nft.match(daddr, where), nft.ret()]))
+    masq = [nft.counter(), nft.masquerade(fully_random=True)]
     out += [
         (f"tulle-agent pods-to-outside {network}",
-         [nft.match(saddr, net), nft.match(daddr, nft.prefix(MULTICAST), "!="), nft.counter(), _masq()]),
-        (f"tulle-agent to-remote-pods {network}",
-         [nft.match(saddr, net, "!="), nft.match(daddr, net), nft.counter(), _masq()]),
+         [nft.match(saddr, net), nft.match(daddr, nft.prefix(MULTICAST), "!="), *masq]),
+        (f"tulle-agent to-remote-pods {network}", [nft.match(saddr, net, "!="), nft.match(daddr, net), *masq]),
     ]
     return out
 
 
 def transaction(network: IPv4Net, local: Sequence[IPv4Net]) -> nft.Transaction:
     """Table + base chain (created if absent), chain flushed and refilled: one atomic batch."""
-    tx = nft.Transaction(FAMILY, TABLE).add_table()
-    tx.add_chain(CHAIN, type="nat", hook="postrouting", priority=100)
-    tx.flush_chain(CHAIN)
+    tx = nft.Transaction(FAMILY, TABLE).add(nft.Table(FAMILY, TABLE))
+    tx.add(POSTROUTING).flush(POSTROUTING)
     for comment, body in rules(network, local):
-        tx.add_rule(CHAIN, body, comment=comment)
+        tx.add(nft.Rule(CHAIN, body, comment=comment))
     return tx
 
 
@@ -98,5 +94,5 @@ def remove() -> bool:
     """Drop the agent's table (ip-masq turned off); False when it was not there."""
     if nft.list_table(FAMILY, TABLE) is None:
         return False
-    nft.run(nft.Transaction(FAMILY, TABLE).delete_table())
+    nft.run(nft.Transaction(FAMILY, TABLE).delete(nft.Table(FAMILY, TABLE)))
     return True

@@ -82,22 +82,24 @@ def _nfproto(version: int) -> nft.Expr:
 
 
 def _mark_is_set(mark: int) -> nft.Expr:
-    return nft.match({"&": [nft.meta("mark"), mark]}, mark)
+    return nft.match(nft.bit_and(nft.meta("mark"), mark), mark)
+
+
+def _nat_chain(hook: str, priority: int) -> nft.Chain:
+    return nft.Chain(hook, type="nat", hook=hook, priority=priority, policy="accept")
 
 
 def ensure_base(tx: nft.Transaction) -> None:
     """The table, its base chains and their fixed rules (idempotent in one batch)."""
-    tx.add_table()
-    tx.add_chain(HOSTPORTS)
-    tx.add_chain(MASQ)
+    tx.add(nft.Table(FAMILY, TABLE))
+    tx.add(nft.Chain(HOSTPORTS))
+    tx.add(nft.Chain(MASQ))
     local = nft.match(nft.fib("type", ["daddr"]), "local")
-    for name, hook, prio in (("prerouting", "prerouting", DSTNAT), ("output", "output", DSTNAT)):
-        tx.add_chain(name, type="nat", hook=hook, priority=prio)
-        tx.flush_chain(name)
-        tx.add_rule(name, [local, nft.jump(HOSTPORTS)])
-    tx.add_chain("postrouting", type="nat", hook="postrouting", priority=SRCNAT)
-    tx.flush_chain("postrouting")
-    tx.add_rule("postrouting", [nft.jump(MASQ)])
+    for chain, target in ((_nat_chain("prerouting", DSTNAT), [local, nft.jump(HOSTPORTS)]),
+                          (_nat_chain("output", DSTNAT), [local, nft.jump(HOSTPORTS)]),
+                          (_nat_chain("postrouting", SRCNAT), [nft.jump(MASQ)])):
+        tx.add(chain).flush(chain)
+        tx.add(nft.Rule(chain.name, target))
 
 
 def dnat_rules(att: Attachment) -> list[list[nft.Expr]]:
@@ -143,10 +145,9 @@ def owned_rules(listing: list[dict] | None, tag: str) -> list[nft.Rule]:
 def remove(tx: nft.Transaction, listing: list[dict] | None, tag: str, chain: str) -> None:
     """Delete an attachment's rules and chain (as found in `listing`)."""
     for rule in owned_rules(listing, tag):
-        tx.delete_rule(rule.chain, rule.handle)
+        tx.delete(rule)
     if chain in nft.chains(listing):
-        tx.flush_chain(chain)
-        tx.delete_chain(chain)
+        tx.flush(nft.Chain(chain)).delete(nft.Chain(chain))
 
 
 def add(listing: list[dict] | None, att: Attachment) -> nft.Transaction:
@@ -155,14 +156,14 @@ def add(listing: list[dict] | None, att: Attachment) -> nft.Transaction:
     tx = nft.Transaction(FAMILY, TABLE)
     ensure_base(tx)
     for rule in owned_rules(listing, att.tag):
-        tx.delete_rule(rule.chain, rule.handle)
-    tx.add_chain(att.chain)
-    tx.flush_chain(att.chain)
+        tx.delete(rule)
+    chain = nft.Chain(att.chain)
+    tx.add(chain).flush(chain)
     for expr in dnat_rules(att):
-        tx.add_rule(att.chain, expr)
-    tx.add_rule(HOSTPORTS, jump_rule(att), comment=att.tag)
+        tx.add(nft.Rule(att.chain, expr))
+    tx.add(nft.Rule(HOSTPORTS, jump_rule(att), comment=att.tag))
     for expr in masq_rules(att):
-        tx.add_rule(MASQ, expr, comment=att.tag)
+        tx.add(nft.Rule(MASQ, expr, comment=att.tag))
     return tx
 
 
@@ -180,20 +181,19 @@ def collect(listing: list[dict] | None, network: str, keep: set[tuple[str, str]]
     mine = attachment.network_tag(network)
     stale: dict[str, str | None] = {}
     for rule in nft.rules(listing):
-        if rule.chain not in (HOSTPORTS, MASQ):
+        if rule.chain not in (HOSTPORTS, MASQ) or not rule.comment:
             continue
         parsed = attachment.parse_tag(rule.comment)
         if parsed is None or parsed[0] != mine or rule.comment in keep_tags:
             continue
-        tx.delete_rule(rule.chain, rule.handle)
+        tx.delete(rule)
         target = rule.expr[-1].get("jump", {}).get("target") if rule.expr else None
         if rule.chain == HOSTPORTS and target:
             stale[rule.comment] = target
     present = set(nft.chains(listing))
     for chain in stale.values():
         if chain in present:
-            tx.flush_chain(chain)
-            tx.delete_chain(chain)
+            tx.flush(nft.Chain(chain)).delete(nft.Chain(chain))
     return tx
 
 

@@ -12,8 +12,8 @@ from tulle.cni.tagged import TaggedChain
 from tulle.errors import CheckFailed
 from tulle.kernel import nft
 
-CHAIN = TaggedChain(family="bridge", table="tulle-cni-macspoof", chain="prerouting",
-                    type="filter", hook="prerouting", priority=-300)
+CHAIN = TaggedChain(family="bridge", table="tulle-cni-macspoof",
+                    base=nft.Chain("prerouting", type="filter", hook="prerouting", priority=-300, policy="accept"))
 
 
 def rule_body(host_port: str, mac: str) -> list[nft.Expr]:

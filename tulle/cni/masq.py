@@ -13,8 +13,8 @@ from tulle.cni.types import IPInterface
 from tulle.errors import CheckFailed
 from tulle.kernel import nft
 
-CHAIN = TaggedChain(family="inet", table="tulle-cni-masq", chain="postrouting",
-                    type="nat", hook="postrouting", priority=100)  # srcnat
+CHAIN = TaggedChain(family="inet", table="tulle-cni-masq",
+                    base=nft.Chain("postrouting", type="nat", hook="postrouting", priority="srcnat", policy="accept"))
 
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 

@@ -37,12 +37,15 @@ def stale(network: str, keep: set[tuple[str, str]]) -> Callable[[str], bool]:
 
 @dataclass(frozen=True)
 class TaggedChain:
+    """A base chain (`base`, in table `family` `table`) whose rules belong to attachments."""
+
     family: str
     table: str
-    chain: str
-    type: str
-    hook: str
-    priority: int
+    base: nft.Chain
+
+    @property
+    def chain(self) -> str:
+        return self.base.name
 
     # --- pure planning -------------------------------------------------
 
@@ -62,17 +65,17 @@ class TaggedChain:
         """
         tx = self._tx()
         if self.chain not in nft.chains(objects):
-            tx.add_table().add_chain(self.chain, self.type, self.hook, self.priority)
+            tx.add(nft.Table(self.family, self.table)).add(self.base)
         for rule in self.tagged(objects, lambda c: c == tag):
-            tx.delete_rule(self.chain, rule.handle)
+            tx.delete(rule)
         for body in bodies:
-            tx.add_rule(self.chain, body, comment=tag)
+            tx.add(nft.Rule(self.chain, body, comment=tag))
         return tx
 
     def plan_remove(self, objects: list[dict] | None, select: Callable[[str], bool]) -> nft.Transaction:
         tx = self._tx()
         for rule in self.tagged(objects, select):
-            tx.delete_rule(self.chain, rule.handle)
+            tx.delete(rule)
         return tx
 
     # --- kernel --------------------------------------------------------

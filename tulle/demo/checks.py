@@ -89,7 +89,7 @@ def _host_leftovers(network: str, pods: list[Attached]) -> list[str]:
             if any(chain.endswith(d) for d in digests):
                 left.append(f"nft chain {family} {table} {chain}")
         for rule in nft.rules(objects):
-            text = rule.comment + json.dumps(rule.expr)
+            text = (rule.comment or "") + json.dumps(rule.expr)
             if any(n in text for n in needles):
                 left.append(f"nft rule {family} {table} {rule.chain}: {rule.comment or rule.expr}")
     return left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import threading
 
@@ -79,15 +80,16 @@ def test_sysctl_refuses_non_network_keys(key):
 
 def test_nft_transaction_is_atomic_and_in_the_namespace(host_ns):
     def work():
-        tx = nft.Transaction("inet", "tulle-t").add_table()
-        tx.add_chain("post", type="nat", hook="postrouting", priority=100)
-        tx.add_rule("post", [nft.match(nft.ip_field(4, "saddr"), nft.prefix("10.1.0.5/32")),
-                             nft.masquerade()], comment="tag:1")
+        tx = nft.Transaction("inet", "tulle-t").add(nft.Table("inet", "tulle-t"))
+        tx.add(nft.Chain("post", type="nat", hook="postrouting", priority="srcnat"))
+        tx.add(nft.Rule("post", [nft.match(nft.ip_field(4, "saddr"), nft.prefix("10.1.0.5/32")),
+                                 nft.masquerade()], comment="tag:1"))
         nft.run(tx)
-        bad = nft.Transaction("inet", "tulle-t").add_chain("other")
-        bad.add_rule("post", [nft.jump("missing-chain")])
-        with pytest.raises(KernelError):
+        bad = nft.Transaction("inet", "tulle-t").add(nft.Chain("other"))
+        bad.add(nft.Rule("post", [nft.jump("missing-chain")]))
+        with pytest.raises(KernelError) as failed:
             nft.run(bad)
+        assert failed.value.errno == errno.ENOENT
         return nft.list_table("inet", "tulle-t")
 
     objs = netns.run_in(host_ns, work)

@@ -30,7 +30,7 @@ from tulle.kernel import nft
 FAMILY = "inet"
 TABLE = "tulle-firewall"
 FORWARD, ADMIN, PODS = "forward", "admin", "pods"
-PRIORITY = -10
+FORWARD_CHAIN = nft.Chain(FORWARD, type="filter", hook="forward", priority="filter - 10", policy="accept")
 BACKENDS = ("", "iptables", "nftables")
 INGRESS_POLICIES = ("", "open")
 
@@ -61,13 +61,12 @@ def pod_rules(ips: list[IPAddress]) -> list[list[nft.Expr]]:
 
 
 def ensure_base(tx: nft.Transaction) -> None:
-    tx.add_table()
-    tx.add_chain(ADMIN)
-    tx.add_chain(PODS)
-    tx.add_chain(FORWARD, type="filter", hook="forward", priority=PRIORITY)
-    tx.flush_chain(FORWARD)
-    tx.add_rule(FORWARD, [nft.jump(ADMIN)])
-    tx.add_rule(FORWARD, [nft.jump(PODS)])
+    tx.add(nft.Table(FAMILY, TABLE))
+    tx.add(nft.Chain(ADMIN))
+    tx.add(nft.Chain(PODS))
+    tx.add(FORWARD_CHAIN).flush(FORWARD_CHAIN)
+    tx.add(nft.Rule(FORWARD, [nft.jump(ADMIN)]))
+    tx.add(nft.Rule(FORWARD, [nft.jump(PODS)]))
 
 
 def owned(listing: list[dict] | None, tag: str) -> list[nft.Rule]:
@@ -78,16 +77,16 @@ def add_tx(listing: list[dict] | None, tag: str, ips: list[IPAddress]) -> nft.Tr
     tx = nft.Transaction(FAMILY, TABLE)
     ensure_base(tx)
     for rule in owned(listing, tag):
-        tx.delete_rule(PODS, rule.handle)
+        tx.delete(rule)
     for expr in pod_rules(ips):
-        tx.add_rule(PODS, expr, comment=tag)
+        tx.add(nft.Rule(PODS, expr, comment=tag))
     return tx
 
 
 def delete_tx(listing: list[dict] | None, tag: str) -> nft.Transaction:
     tx = nft.Transaction(FAMILY, TABLE)
     for rule in owned(listing, tag):
-        tx.delete_rule(PODS, rule.handle)
+        tx.delete(rule)
     return tx
 
 
@@ -96,9 +95,9 @@ def collect_tx(listing: list[dict] | None, network: str, keep: set[tuple[str, st
     mine = attachment.network_tag(network)
     tx = nft.Transaction(FAMILY, TABLE)
     for rule in nft.rules(listing, PODS):
-        parsed = attachment.parse_tag(rule.comment)
+        parsed = attachment.parse_tag(rule.comment) if rule.comment else None
         if parsed and parsed[0] == mine and rule.comment not in keep_tags:
-            tx.delete_rule(PODS, rule.handle)
+            tx.delete(rule)
     return tx
 
 
