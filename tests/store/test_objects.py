@@ -194,26 +194,26 @@ def test_namespace_delete_takes_its_objects(api):
 
 
 def test_concurrent_service_creates_get_distinct_ips(api, store_factory, prefix):
-    """50 creators on their own store clients at once: 50 distinct ClusterIPs and NodePorts;
-    deleting every Service leaves no claim behind."""
+    """50 creators, each on its own store client, released at once by a barrier: 50 distinct
+    ClusterIPs and NodePorts; deleting every Service leaves no claim behind."""
     clients = [Client(store_factory(), prefix + "registry", service_network="10.96.0.0/24",
-                      node_ports=range(30000, 30100)) for _ in range(5)]
+                      node_ports=range(30000, 30100)) for _ in range(50)]
     made: list[dict] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
+    start = threading.Barrier(len(clients))
 
-    def work(c: Client, names: list[str]) -> None:
-        for n in names:
-            try:
-                s = c.create(svc(n, type="NodePort"))
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-                failures.append(exc)
-                continue
-            with lock:
-                made.append(s)
+    def work(c: Client, name: str) -> None:
+        start.wait(30)
+        try:
+            s = c.create(svc(name, type="NodePort"))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(exc)
+            return
+        with lock:
+            made.append(s)
 
-    threads = [threading.Thread(target=work, args=(c, [f"s{i}-{j}" for j in range(10)]))
-               for i, c in enumerate(clients)]
+    threads = [threading.Thread(target=work, args=(c, f"s{i}")) for i, c in enumerate(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -225,3 +225,20 @@ def test_concurrent_service_creates_get_distinct_ips(api, store_factory, prefix)
     for s in made:
         api.delete("svc", s["metadata"]["name"], "default")
     assert api.service_ips.claimed() == {} and api.node_ports.claimed() == {}
+
+
+def test_a_no_op_write_is_no_new_version(api):
+    first, _ = api.apply(svc("web"))
+    again, what = api.apply(svc("web"))
+    assert what == "unchanged" and again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert api.update(again)["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+def test_status_is_pruned_and_validated(api):
+    p = api.create(pod("a"))
+    p["status"] = {"phase": "Running", "podIP": "10.244.1.2", "bogus": 1}
+    p = api.update_status(p)
+    assert "bogus" not in p["status"] and api.warnings
+    p["status"] = {"phase": 42}
+    with pytest.raises(errors.Invalid, match=r"status\.phase"):
+        api.update_status(p)

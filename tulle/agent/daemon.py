@@ -48,7 +48,7 @@ from tulle.agent.controllers.network import (MasqueradeController, NetworkContro
                                              leases_in)
 from tulle.cluster import leader, netconfig
 from tulle.cluster.api import DEFAULT_PREFIX as REGISTRY_PREFIX
-from tulle.cluster.api import Client
+from tulle.cluster.api import connect
 from tulle.cluster.blocks import blocks_prefix
 from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.agent.subnet import SubnetManager
@@ -175,6 +175,20 @@ def open_node_store(url: str) -> Store:
     return open_store(url)
 
 
+def underlay_networks(dev: str) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks on the underlay device (in this netns)."""
+    from tulle.kernel import addrs
+
+    return [a.network for a in addrs.list_on(dev, family=socketlib.AF_INET)]
+
+
+def check_service_network(cfg: netconfig.NetConfig, dev: str) -> None:
+    """ClusterIPs must never shadow the underlay: a Service VIP there would capture node traffic."""
+    if cfg.service_network is not None:
+        netconfig.check_no_overlap(cfg.service_network, underlay_networks(dev), what=f"underlay ({dev})",
+                                   field="ServiceNetwork")
+
+
 def _leadership_changed(identity: str, leading: bool) -> None:
     metrics.LEADER.labels(identity=identity).set(1 if leading else 0)
     log.info("leader lease acquired: running the cluster-wide controllers" if leading else
@@ -231,6 +245,7 @@ class Agent:
                     raise ConfigError(f"--backend {opts.backend} does not match the network config's "
                                       f"backend {cfg.backend_type!r} (at {opts.prefix}/config)")
                 public_ip, dev, mtu = find_underlay(opts.public_ip, opts.iface)
+                check_service_network(cfg, dev)
                 node = base.NodeInfo(name=opts.node, public_ip=public_ip, underlay_dev=dev, underlay_mtu=mtu,
                                      network=cfg.network, state_dir=opts.state_dir, store=store,
                                      prefix=opts.prefix)
@@ -311,7 +326,7 @@ class Agent:
                                  block_pods(opts.prefix, opts.node) if bgp else lease_pods,
                                  enabled=opts.ip_masq, extra_prefixes=(blocks_prefix(opts.prefix),) if bgp else ()),
         ]
-        api = Client(self.store, opts.registry_prefix)
+        api = connect(self.store, opts.registry_prefix, opts.prefix)   # the cluster's Service ranges
         controllers += [EndpointsController(api), AllocationRepair(api)]
         metrics.declare_controllers(c.name for c in controllers)
         metrics.LEADER.labels(identity=opts.node).set(0)

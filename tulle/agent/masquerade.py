@@ -73,26 +73,26 @@ def transaction(network: IPv4Net, local: Sequence[IPv4Net]) -> nft.Transaction:
     return tx
 
 
-def in_place(network: IPv4Net, local: Sequence[IPv4Net]) -> bool:
+def in_place(network: IPv4Net, local: Sequence[IPv4Net], runner: nft.Runner = nft.KERNEL) -> bool:
     """Does the kernel hold exactly our rules (by comment, in order)?"""
-    objects = nft.list_table(FAMILY, TABLE)
+    objects = runner.list_table(FAMILY, TABLE)
     if objects is None or CHAIN not in nft.chains(objects):
         return False
     have = [r.comment for r in nft.rules(objects, CHAIN)]
     return have == [c for c, _ in rules(network, local)]
 
 
-def ensure(network: IPv4Net, local: Sequence[IPv4Net]) -> bool:
+def ensure(network: IPv4Net, local: Sequence[IPv4Net], runner: nft.Runner = nft.KERNEL) -> bool:
     """Create or repair the masquerade rules; True when something had to be written."""
-    if in_place(network, local):
+    if in_place(network, local, runner):
         return False
-    nft.run(transaction(network, local))
+    runner.run(transaction(network, local))
     return True
 
 
-def remove() -> bool:
+def remove(runner: nft.Runner = nft.KERNEL) -> bool:
     """Drop the agent's table (ip-masq turned off); False when it was not there."""
-    if nft.list_table(FAMILY, TABLE) is None:
+    if runner.list_table(FAMILY, TABLE) is None:
         return False
-    nft.run(nft.Transaction(FAMILY, TABLE).delete(nft.Table(FAMILY, TABLE)))
+    runner.run(nft.Transaction(FAMILY, TABLE).delete(nft.Table(FAMILY, TABLE)))
     return True

@@ -253,6 +253,8 @@ class Client:
         if status:
             body = copy.deepcopy(old)
             body["status"] = copy.deepcopy(obj.get("status") or {})
+            _, body = self._prepare(body, old)     # the status is pruned and checked like the rest
+            body["metadata"] = copy.deepcopy(old["metadata"])
             claimed: tuple[list[str], list[int]] = ([], [])
         else:
             spec_write = copy.deepcopy(obj)
@@ -266,7 +268,10 @@ class Client:
             if _user_part(body) != _user_part(old):
                 md["generation"] = int(old["metadata"].get("generation", 1)) + 1
             claimed = self._claim_service(body, old) if k.kind == "Service" else ([], [])
-        new = self.store.compare_and_swap(key, _encode(body), kv.mod_revision)
+        encoded = _encode(body)
+        if encoded == _encode(old):                # a no-op write is no write (no new version, no event)
+            return old
+        new = self.store.compare_and_swap(key, encoded, kv.mod_revision)
         if new is None:
             self._release(claimed, allocators.owner_of(old))
             raise errors.conflict_error(k.qualified, name)

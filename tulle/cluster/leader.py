@@ -51,6 +51,7 @@ class LeaderElector:
         self._next_try = 0.0
         self._acquired = ""
         self._uid = ""
+        self._had_holder = False
         self._transitions = 0
 
     @property
@@ -98,13 +99,15 @@ class LeaderElector:
         if current is not None:
             try:
                 self._transitions = int(json.loads(current.value)["spec"].get("leaseTransitions", 0))
+                self._had_holder = True
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass
             return
         lease = self.store.grant(self.ttl)
         self._acquired = micro_time(self.wall())
         self._uid = str(uuid.uuid4())            # each holder's Lease is a new object
-        self._transitions += 1
+        if self._had_holder:                     # 0 for the first holder ever seen, as client-go counts
+            self._transitions += 1
         if self.store.create(self.key, self._body(self.wall()), lease=lease) is None:
             self.store.revoke(lease)
             return

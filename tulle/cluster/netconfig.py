@@ -202,11 +202,12 @@ def overlaps(network: ipaddress.IPv4Network | str,
     return hits
 
 
-def check_no_overlap(network: ipaddress.IPv4Network | str, other_cidrs: Iterable[Any], what: str = "underlay") -> None:
-    """ConfigError when the pod network overlaps any of `other_cidrs`."""
+def check_no_overlap(network: ipaddress.IPv4Network | str, other_cidrs: Iterable[Any], what: str = "underlay",
+                     field: str = "Network") -> None:
+    """ConfigError when `network` (the pod Network, or the ServiceNetwork) overlaps any of `other_cidrs`."""
     hits = overlaps(network, other_cidrs)
     if hits:
-        raise ConfigError(f"Network {network} overlaps the {what} range(s) {', '.join(hits)}")
+        raise ConfigError(f"{field} {network} overlaps the {what} range(s) {', '.join(hits)}")
 
 
 def write_config(store: Any, prefix: str, cfg: NetConfig) -> None:

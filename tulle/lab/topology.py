@@ -186,6 +186,9 @@ def check_network(network: str | ipaddress.IPv4Network, subnet_len: int, nodes: 
             what = "the lab underlay" if reserved in SEGMENTS else "a reserved range"
             raise ConfigError(f"pod network {net} overlaps {what} {reserved}")
     cfg = netconfig.build(str(net), subnet_len, backend)
+    if cfg.service_network is None:
+        raise ConfigError(f"pod network {net} covers the ServiceNetwork {netconfig.DEFAULT_SERVICE_NETWORK} "
+                          f"the lab gives Services: choose a pod network outside it")
     usable = sum(1 for _ in cfg.subnets())
     if usable < nodes:
         raise ConfigError(f"network {net} with SubnetLen {subnet_len} has {usable} node subnet(s), "

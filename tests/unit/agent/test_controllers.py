@@ -126,3 +126,27 @@ def test_masquerade_plan_in_bgp_mode_comes_from_the_blocks_in_the_snapshot():
     plan = c.plan(host.snapshot())
     assert plan == MasqueradePlan(True, ipaddress.IPv4Network("10.244.0.0/16"),
                                   (ipaddress.IPv4Network("10.244.0.0/26"), ipaddress.IPv4Network("10.244.0.70/32")))
+
+
+def test_masquerade_controller_writes_the_ruleset_once_and_repairs_it():
+    from tulle.kernel import nft
+
+    store = SqliteStore(":memory:")
+    prefix = "/coreos.com/network"
+    fake = nft.FakeNft()
+    own = Lease(subnet=ipaddress.IPv4Network("10.244.3.0/24"), public_ip=ipaddress.IPv4Address("198.51.100.11"),
+                backend_type="vxlan")
+    from tulle.agent.controllers.network import lease_pods
+
+    c = MasqueradeController(ipaddress.IPv4Network("10.244.0.0/16"), prefix, lambda: own, lease_pods, runner=fake)
+    host = Host(store, [c])
+    host.relist()
+    assert host.run(full=True)
+    dump = fake.dump("inet", "tulle-agent")
+    assert "ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return" in dump
+    assert "ip saddr != 10.244.0.0/16 ip daddr 10.244.3.0/24 return" in dump
+    assert "masquerade fully-random" in dump
+    assert host.run(full=True) and fake.dump("inet", "tulle-agent") == dump     # in place: not rewritten
+    fake.run(nft.Transaction("inet", "tulle-agent").flush(nft.Chain("postrouting", type="nat", hook="postrouting",
+                                                                     priority="srcnat")))
+    assert host.run(full=True) and fake.dump("inet", "tulle-agent") == dump     # drift repaired

@@ -15,7 +15,7 @@ from tulle.agent import daemon, masquerade, metrics
 from tulle.cluster import netconfig
 from tulle.agent.backends import base
 from tulle.cluster.lease import DEFAULT_PREFIX, Lease, encode, subnet_key, subnets_prefix
-from tulle.errors import ExhaustedError, TulleError
+from tulle.errors import ConfigError, ExhaustedError, TulleError
 from tulle.store import Compacted, open_store
 
 
@@ -57,8 +57,9 @@ def env(tmp_path, monkeypatch):
     fake = FakeBackend()
     monkeypatch.setattr(base, "create", lambda t, node, cfg: fake)
     monkeypatch.setattr(daemon, "find_underlay", lambda ip, iface: (ipaddress.IPv4Address(ip), "eth0", 1500))
-    monkeypatch.setattr(masquerade, "ensure", lambda net, sn: False)
-    monkeypatch.setattr(masquerade, "remove", lambda: False)
+    monkeypatch.setattr(daemon, "underlay_networks", lambda dev: [ipaddress.IPv4Network("198.51.100.0/24")])
+    monkeypatch.setattr(masquerade, "ensure", lambda net, sn, runner=None: False)
+    monkeypatch.setattr(masquerade, "remove", lambda runner=None: False)
     monkeypatch.setattr(daemon.Agent, "_start_cni_server", lambda self, closers: None)
     url = f"sqlite://{tmp_path}/store.db"
     store = open_store(url)
@@ -213,3 +214,13 @@ def test_a_failed_pass_is_retried_before_the_interval(env, monkeypatch):
         agent.stop_event.set()
         t.join(5)
         agent.close()
+
+
+def test_a_service_network_over_the_underlay_is_refused_before_anything(env):
+    fake, store, opts = env
+    cfg = netconfig.build("10.244.0.0/16", backend="host-gw", service_network="198.51.100.0/25")
+    netconfig.write_config(store, DEFAULT_PREFIX, cfg)
+    with pytest.raises(ConfigError, match=r"ServiceNetwork 198\.51\.100\.0/25 overlaps the underlay \(eth0\) "
+                                          r"range\(s\) 198\.51\.100\.0/24"):
+        daemon.Agent(opts).start()
+    assert store.list(subnets_prefix(DEFAULT_PREFIX))[0] == []        # refused before the lease

@@ -7,11 +7,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
-from tulle.agent import diff, masquerade, metrics
+from tulle.agent import diff, log, masquerade, metrics
 from tulle.agent.backends.base import Backend
 from tulle.agent.controller import Snapshot
 from tulle.cluster.blocks import blocks_prefix, decode_kvs, local_prefixes
 from tulle.cluster.lease import Lease, subnets_prefix
+from tulle.kernel import nft
 
 IPv4Net = ipaddress.IPv4Network
 
@@ -76,6 +77,7 @@ class MasqueradeController:
     local_pods: Callable[[Snapshot, Lease], list[IPv4Net]]
     enabled: bool = True
     extra_prefixes: tuple[str, ...] = ()          # e.g. the blocks prefix in bgp mode
+    runner: nft.Runner = nft.KERNEL               # the calling thread's netns (a FakeNft in tests)
     name: str = "masquerade"
     leader_only: bool = False
 
@@ -93,11 +95,7 @@ class MasqueradeController:
         if plan is None:
             return
         if plan.enabled:
-            if masquerade.ensure(plan.network, list(plan.local)):
-                from tulle.agent import log
-
+            if masquerade.ensure(plan.network, list(plan.local), self.runner):
                 log.info("masquerade rules written", table=f"{masquerade.FAMILY} {masquerade.TABLE}")
-        elif masquerade.remove():
-            from tulle.agent import log
-
+        elif masquerade.remove(self.runner):
             log.info("masquerade table removed (--no-ip-masq)")
