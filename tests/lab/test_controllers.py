@@ -100,3 +100,32 @@ def test_leader_failover_after_sigkill(lab):
     wait_until("c in the slice under the new leader", lambda: endpoints(api).get("c"))
     cluster.agent_restart(name, old)
     assert probe.holder() == new                 # the restarted agent does not take over
+
+
+def test_a_terminating_pod_is_a_terminating_endpoint(lab):
+    """`pod del --grace-period`: during the grace the endpoint is ready=false, serving=true,
+    terminating=true (the Services datapath uses such endpoints only when no ready one is left)."""
+    import threading
+
+    from tulle.lab import pods
+
+    name, api = lab
+    if api.find("services", "web", "default") is None:
+        api.create(SERVICE)
+    pods.add(name, "n2", "t", labels={"app": "web"}, ports=[{"name": "http", "containerPort": 8080}])
+    wait_until("t ready in the slice", lambda: endpoints(api).get("t", (0, 0, False))[2])
+    deleting = threading.Thread(target=pods.delete, args=(name, "t"), kwargs={"grace_period": 3})
+    deleting.start()
+    try:
+        def conditions():
+            for s in api.list("endpointslices", "default", selector="kubernetes.io/service-name=web")[0]:
+                for e in s.get("endpoints") or []:
+                    if e["targetRef"]["name"] == "t":
+                        return e["conditions"]
+            return None
+        assert wait_until("t terminating", lambda: (c := conditions()) and c["terminating"] and c) == \
+            {"ready": False, "serving": True, "terminating": True}
+    finally:
+        deleting.join(30)
+    wait_until("t gone from the slice", lambda: "t" not in endpoints(api))
+    assert api.find("pods", "t", "default") is None

@@ -242,3 +242,18 @@ def test_status_is_pruned_and_validated(api):
     p["status"] = {"phase": 42}
     with pytest.raises(errors.Invalid, match=r"status\.phase"):
         api.update_status(p)
+
+
+def test_terminate_marks_then_delete_removes(api):
+    api.create(pod("a"))
+    marked = api.terminate("pods", "a", "default", 30)
+    md = marked["metadata"]
+    assert md["deletionTimestamp"].endswith("Z") and md["deletionGracePeriodSeconds"] == 30
+    assert api.terminate("pods", "a", "default", 5) == marked          # already terminating: unchanged
+    marked["status"] = {"phase": "Running"}
+    assert api.update_status(marked)["metadata"]["deletionTimestamp"] == md["deletionTimestamp"]
+    marked = api.get("pods", "a")
+    marked["metadata"]["labels"] = {"x": "y"}
+    assert api.update(marked)["metadata"]["deletionTimestamp"] == md["deletionTimestamp"]
+    api.delete("pods", "a", "default")
+    assert api.find("pods", "a", "default") is None

@@ -84,7 +84,7 @@ def _pod_del(args: argparse.Namespace) -> int:
     from tulle.lab import pods, podspec
 
     namespace, name = podspec.split_ref(args.pod, args.namespace)
-    pods.delete(args.lab, name, namespace)
+    pods.delete(args.lab, name, namespace, grace_period=args.grace_period)
     print(f'pod "{name}" deleted')
     return 0
 
@@ -303,6 +303,8 @@ def add_parser(sub) -> None:
     _lab_arg(p)
     _namespace_arg(p)
     p.add_argument("pod", help="NAME or NAMESPACE/NAME")
+    p.add_argument("--grace-period", type=float, default=0, metavar="SECONDS",
+                   help="first mark the pod terminating and let it serve this long (default 0: at once)")
     p.set_defaults(func=_pod_del)
 
     p = cmds.add_parser("pods", help="list pods")

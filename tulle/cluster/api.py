@@ -262,7 +262,7 @@ class Client:
                 spec_write["status"] = old["status"]
             _, body = self._prepare(spec_write, old)
             md = meta(body)
-            for f in ("uid", "creationTimestamp", "generation"):
+            for f in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
                 if f in old["metadata"]:
                     md[f] = old["metadata"][f]
             if _user_part(body) != _user_part(old):
@@ -344,6 +344,29 @@ class Client:
         if k.kind == "Service":
             self._release(allocators.service_claims(old), allocators.owner_of(old))
         return old
+
+    def terminate(self, kind: KindRef, name: str, namespace: str | None, grace_seconds: int) -> dict:
+        """Graceful deletion's first step (what `kubectl delete pod` asks by default): the object
+        stays, marked with deletionTimestamp (now + grace) and deletionGracePeriodSeconds, so
+        readers see it terminating (an EndpointSlice endpoint: ready false, terminating true)
+        while whoever runs it stops it; `delete` then removes it for good. Marking an object
+        that is already terminating changes nothing."""
+        k = kind_of(kind)
+        key = self.key(k, name, namespace)
+        for _ in range(WRITE_RETRIES):
+            kv = self.store.get(key)
+            if kv is None:
+                raise errors.not_found_error(k.qualified, name)
+            obj = decode(k, kv)
+            if meta(obj).get("deletionTimestamp"):
+                return obj
+            stamp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace_seconds)
+            meta(obj).update(deletionTimestamp=stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             deletionGracePeriodSeconds=int(grace_seconds))
+            new = self.store.compare_and_swap(key, _encode(obj), kv.mod_revision)
+            if new is not None:
+                return decode(k, new)
+        raise errors.conflict_error(k.qualified, name)
 
     def _delete_quietly(self, k: Kind, obj: dict) -> None:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tulle.cluster import errors, kinds
 from tulle.cluster.errors import ApiError
@@ -60,23 +61,28 @@ def _namespaced(k: Kind, obj: dict) -> dict:
     return body
 
 
-def check(objs: list[dict], source: str) -> Outcome:
-    """Every object's kind and fields, before anything is written."""
+def check(objs: list[dict], source: str, find: Callable[[Kind, dict], dict | None] | None = None) -> Outcome:
+    """Every object's kind and fields before anything is written — against the stored object
+    when `find` has one (update rules: immutable fields), else as a creation."""
     from tulle.cluster import prepare
 
     out = Outcome()
     for obj in objs:
+        old = None
         try:
             k = kinds.of(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-            prepare.prepare(_namespaced(k, obj), None)
+            body = _namespaced(k, obj)
+            old = find(k, body) if find is not None else None
+            prepare.prepare(body, old)
         except ApiError as exc:
-            out.error(exc, "creating", source)
+            out.error(exc, "patching" if old is not None else "creating", source)
     return out
 
 
 def apply(s: Session, objs: list[dict], source: str) -> Outcome:
     """Apply every object (after `check` passed for all of them)."""
-    out = check(objs, source)
+    out = check(objs, source, lambda k, body: s.client.find(k, body["metadata"].get("name", ""),
+                                                            body["metadata"].get("namespace")))
     if out.failed:
         return out
     for obj in objs:

@@ -75,6 +75,8 @@ def get(client: "Client", word: str, name: str | None = None, namespace: str = "
                           f"allowed formats are: {','.join(OUTPUTS)}")
     kind = kinds.lookup(word)
     ns = None if all_namespaces or not kind.namespaced else namespace
+    if name and all_namespaces and kind.namespaced:
+        raise ConfigError("a resource cannot be retrieved by name across all namespaces")
     if name:
         items = [client.get(kind, name, ns or namespace)]
     else:

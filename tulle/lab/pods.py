@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
+import time
 
 from tulle.cluster import errors
 from tulle.cni.runtime import Attachment, Runtime
@@ -156,8 +158,17 @@ def _quiet_delete(node_path: str, rt: Runtime, conf: dict, att: Attachment) -> N
 
 # --- removing ----------------------------------------------------------------------------
 
-def delete(lab: str, pod: str, namespace: str = DEFAULT_NAMESPACE) -> None:
-    """`tulle lab pod del`: stop and unwire the pod, then delete its object."""
+def delete(lab: str, pod: str, namespace: str = DEFAULT_NAMESPACE, grace_period: float = 0) -> None:
+    """`tulle lab pod del`: stop and unwire the pod, then delete its object.
+
+    With a grace period (kubectl's graceful deletion) the Pod is first marked terminating
+    and keeps running and serving for that long — its endpoint turns ready=false,
+    terminating=true, serving as its Ready condition says — then it is torn down; like
+    `kubectl delete`, the command waits. The lab's lock is not held while it waits."""
+    if grace_period > 0:
+        with open_session(lab) as s:
+            s.client.terminate("pods", pod, namespace, int(math.ceil(grace_period)))
+        time.sleep(grace_period)
     with open_session(lab) as s:
         remove(s, namespace, pod)
 

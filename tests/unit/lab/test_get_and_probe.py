@@ -47,6 +47,8 @@ def test_get_tables_lists_and_names(client):
     assert get.get(client, "pods", selector="app=a", all_namespaces=True).stdout.count("\n") == 1
     assert get.get(client, "deploy") == get.Answer(stderr="No resources found in default namespace.")
     assert get.get(client, "deploy", all_namespaces=True) == get.Answer(stderr="No resources found")
+    with pytest.raises(ConfigError, match="a resource cannot be retrieved by name across all namespaces"):
+        get.get(client, "pods", "a", all_namespaces=True)
     assert get.get(client, "ns", output="name").stdout.splitlines() == \
         ["namespace/default", "namespace/demo", "namespace/kube-node-lease", "namespace/kube-public",
          "namespace/kube-system"]
@@ -135,3 +137,17 @@ def test_apply_checks_every_object_before_writing():
                                  'invalid: [spec.ports[0].port: Invalid value: 0: must be between 1 and 65535')
     assert 'no matches for kind "Pod" in version "v9"' in out.err[1]
     assert not apply.check([good], "f.yaml").failed
+
+
+def test_apply_checks_update_rules_against_the_stored_object(client):
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+              "spec": {"selector": {"matchLabels": {"app": "d"}},
+                       "template": {"metadata": {"labels": {"app": "d"}},
+                                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    client.create(deploy)
+    moved = {**deploy, "spec": {**deploy["spec"], "selector": {"matchLabels": {"app": "d", "v": "2"}},
+                                "template": {**deploy["spec"]["template"],
+                                             "metadata": {"labels": {"app": "d", "v": "2"}}}}}
+    out = apply.check([moved], "f.yaml", lambda k, body: client.find(k, "d", "default"))
+    assert out.failed and 'error when patching "f.yaml"' in out.err[0] and "field is immutable" in out.err[0]
+    assert not apply.check([moved], "f.yaml").failed            # as a creation it would be fine
