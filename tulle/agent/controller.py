@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, TypeVar
 
-from tulle.store.base import KV, Compacted, Event, Store
+from tulle.store.base import KV, Compacted, Event, Store, StoreError
 
 P = TypeVar("P")
 
@@ -110,6 +110,7 @@ class Host:
     _dirty: set[str] = field(default_factory=set)
     _leading: bool = False
     resync: bool = False            # a re-list happened: the next run should be a full one
+    stale: bool = False             # the cache is not the store's (seeded, or a poll failed): re-list
 
     @property
     def watched(self) -> str:
@@ -126,6 +127,26 @@ class Host:
         self._revision, self._next_rev = rev, rev + 1
         self._dirty = {c.name for c in self.controllers}
         self.resync = True
+        self.stale = False
+
+    def seed(self, kvs: Mapping[str, KV], revision: int) -> None:
+        """Start from a saved snapshot (the store is out of reach): every controller is due a
+        full run over it, and the next successful `relist` replaces it."""
+        prefixes = tuple(p for c in self.controllers for p in c.prefixes)
+        self._cache = {k: kv for k, kv in kvs.items() if k.startswith(prefixes)}
+        self._revision, self._next_rev = revision, revision + 1
+        self._dirty = {c.name for c in self.controllers}
+        self.resync = self.stale = True
+
+    def local_keys(self) -> list[KV]:
+        """The cached keys the node's own controllers read (not the leader-only ones): what an
+        agent saves to start from when the store is down."""
+        prefixes = tuple(p for c in self.controllers if not c.leader_only for p in c.prefixes)
+        return [kv for k, kv in sorted(self._cache.items()) if k.startswith(prefixes)]
+
+    @property
+    def revision(self) -> int:
+        return self._revision
 
     def absorb(self, events: list[Event]) -> None:
         """Apply a batch of watch events to the cache; mark the controllers they concern."""
@@ -144,12 +165,19 @@ class Host:
             self._next_rev = events[-1].revision + 1
 
     def poll(self, timeout: float) -> None:
-        """One watch slice: wait up to `timeout` for changes, absorb them (re-list after Compacted)."""
+        """One watch slice: wait up to `timeout` for changes, absorb them (re-list after Compacted,
+        or first when the cache is stale)."""
+        if self.stale:
+            self.relist()
+            return
         try:
             events = self.store.watch(self.watched, self._next_rev, timeout)
         except Compacted:
             self.relist()
             return
+        except StoreError:
+            self.stale = True        # what we missed meanwhile comes with a fresh listing
+            raise
         self.absorb(events)
 
     def lead(self) -> bool:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle import node_defaults
-from tulle.agent import diff, log, masquerade, metrics
+from tulle.agent import diff, lastknown, log, masquerade, metrics
 from tulle.agent.backends import base
 from tulle.agent.controller import Host
 from tulle.agent.controllers.allocations import AllocationRepair
@@ -48,12 +48,13 @@ from tulle.agent.controllers.network import (MasqueradeController, NetworkContro
                                              leases_in)
 from tulle.cluster import leader, netconfig
 from tulle.cluster.api import DEFAULT_PREFIX as REGISTRY_PREFIX
-from tulle.cluster.api import connect
+from tulle.cluster.api import for_config
 from tulle.cluster.blocks import blocks_prefix
 from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.agent.subnet import SubnetManager
 from tulle.errors import ConfigError, NotFoundError, TulleError
-from tulle.store import Store, StoreError, open_store
+from tulle.store import Store, StoreError, StoreUnavailable, open_store
+from tulle.store.lazy import LazyStore
 
 WATCH_SLICE = 1.0  # seconds a watch may block: bounds how long SIGTERM waits
 # Seconds between full converges (kube-proxy's sync period). Each one dumps routes,
@@ -61,6 +62,33 @@ WATCH_SLICE = 1.0  # seconds a watch may block: bounds how long SIGTERM waits
 DEFAULT_RECONCILE_INTERVAL = 30.0
 TICK_JITTER = 0.2  # each tick comes up to this fraction of the interval early, never late
 RETRY_AFTER_FAILURE = 2.0  # seconds: a failed pass is retried this soon, not a whole interval later
+STORE_RETRY_MIN = 1.0      # an unreachable store is tried again after this, doubling ...
+STORE_RETRY_MAX = 30.0     # ... up to this
+
+
+class StoreStatus:
+    """Say once that the store is unreachable and once that it is back; back off in between."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.since: float | None = None
+        self.delay = STORE_RETRY_MIN
+
+    def down(self, exc: StoreError) -> float:
+        """Note a failure; the seconds to wait before the next try."""
+        if self.since is None:
+            self.since = self.clock()
+            self.delay = STORE_RETRY_MIN
+            log.error("store unreachable; keeping the data plane as it is and retrying with back-off",
+                      error=exc.msg, retry_max_s=STORE_RETRY_MAX)
+        else:
+            self.delay = min(self.delay * 2, STORE_RETRY_MAX)
+        return self.delay
+
+    def up(self) -> None:
+        if self.since is not None:
+            log.info("store reachable again", down_s=round(self.clock() - self.since, 1))
+            self.since = None
 
 
 @dataclass
@@ -218,6 +246,9 @@ class Agent:
         self.last_pass_ok = False
         self.host: Host | None = None
         self.elector: leader.LeaderElector | None = None
+        self._registered = True            # False while our lease is assumed, not yet in the store
+        self._store_status = StoreStatus()
+        self._saver = lastknown.Saver(opts.state_dir)
         self._closers = contextlib.ExitStack()
 
     @property
@@ -227,19 +258,18 @@ class Agent:
     # -- startup -----------------------------------------------------------
 
     def start(self) -> None:
-        """Bring the node up; on failure everything made so far is undone and the error raised."""
+        """Bring the node up; on failure everything made so far is undone and the error raised.
+
+        With the store out of reach the agent starts from its last known state (network
+        config, its own lease, the remote leases; tulle.agent.lastknown) and keeps the data
+        plane as it was; it registers its lease and catches up once the store answers."""
         opts = self.opts
         with contextlib.ExitStack() as closers:     # kept while running, closed at stop
             with contextlib.ExitStack() as undo:    # only for a failed start
-                store = open_node_store(opts.store)
+                store = LazyStore(opts.store, open_node_store, retry_after=STORE_RETRY_MIN)
                 self.store = store
                 closers.callback(store.close)
-                try:
-                    cfg = netconfig.read_config(store, opts.prefix)
-                except NotFoundError:
-                    raise NotFoundError(
-                        f"no network config at {opts.prefix.rstrip('/')}/config in {opts.store}: write one first, "
-                        f"e.g. tulle agent init-network --store {opts.store} --network 10.244.0.0/16") from None
+                cfg, known = self._read_config(store)
                 self.config = cfg
                 if opts.backend and opts.backend != cfg.backend_type:
                     raise ConfigError(f"--backend {opts.backend} does not match the network config's "
@@ -260,15 +290,48 @@ class Agent:
                 undo.callback(self._undo_backend)
                 self.subnets = SubnetManager(store, opts.prefix, cfg, opts.node, public_ip, opts.state_dir,
                                              ttl=opts.lease_ttl, renew_margin=opts.renew_margin)
-                lease = self.subnets.acquire(cfg.backend_type, self.info.backend_data)
-                undo.callback(self.subnets.release)
-                metrics.HEALTH.update(lease_held=True)
+                if known is None:
+                    lease = self.subnets.acquire(cfg.backend_type, self.info.backend_data)
+                    undo.callback(self.subnets.release)
+                    metrics.HEALTH.update(lease_held=True)
+                else:
+                    lease = self._assume(known, public_ip)
                 undo.callback(self._undo_activate)
                 self.host = self._build_host()
+                if known is not None:
+                    self.host.seed(known.kvs, known.revision)
                 self._activate(lease)
                 self._start_cni_server(closers)
                 undo.pop_all()
             self._closers = closers.pop_all()
+
+    def _read_config(self, store: Store) -> tuple[netconfig.NetConfig, lastknown.LastKnown | None]:
+        """The network config from the store, or (store unreachable) from the last known state."""
+        opts = self.opts
+        try:
+            return netconfig.read_config(store, opts.prefix), None
+        except NotFoundError:
+            raise NotFoundError(
+                f"no network config at {opts.prefix.rstrip('/')}/config in {opts.store}: write one first, "
+                f"e.g. tulle agent init-network --store {opts.store} --network 10.244.0.0/16") from None
+        except StoreUnavailable as exc:
+            known = lastknown.load(opts.state_dir, opts.prefix)
+            if known is None or known.own is None:
+                raise StoreUnavailable(f"{exc.msg} (and no last known state in {opts.state_dir} to start "
+                                       f"from: the first start needs the store)") from None
+            self._store_status.down(exc)
+            log.warning("starting from the last known state; the lease is registered when the store answers",
+                        subnet=known.own.subnet, remote_keys=len(known.kvs), state_dir=opts.state_dir)
+            return netconfig.parse(known.config), known
+
+    def _assume(self, known: lastknown.LastKnown, public_ip: ipaddress.IPv4Address) -> Lease:
+        """Hold the lease we last held, not yet confirmed by the store (the loop registers it)."""
+        assert self.subnets is not None and self.info is not None and known.own is not None
+        lease = Lease(known.own.subnet, public_ip, self.config.backend_type if self.config else "",
+                      self.info.backend_data, node=self.opts.node)
+        self.subnets.lease = lease
+        self._registered = False
+        return lease
 
     def _undo_backend(self) -> None:
         with contextlib.suppress(Exception):
@@ -326,7 +389,7 @@ class Agent:
                                  block_pods(opts.prefix, opts.node) if bgp else lease_pods,
                                  enabled=opts.ip_masq, extra_prefixes=(blocks_prefix(opts.prefix),) if bgp else ()),
         ]
-        api = connect(self.store, opts.registry_prefix, opts.prefix)   # the cluster's Service ranges
+        api = for_config(self.store, self.config, opts.registry_prefix)   # the cluster's Service ranges
         controllers += [EndpointsController(api), AllocationRepair(api)]
         metrics.declare_controllers(c.name for c in controllers)
         metrics.LEADER.labels(identity=opts.node).set(0)
@@ -371,7 +434,9 @@ class Agent:
 
     def _check_own(self) -> None:
         """Our key vanished or was taken over (or an earlier retake failed): take a lease again."""
-        assert self.subnets is not None
+        assert self.subnets is not None and self.host is not None
+        if not self._registered or self.host.stale:
+            return                                  # _online registers it once the store answers
         own = self.own
         if own is not None:
             current = self.leases.get(own.subnet)
@@ -391,6 +456,8 @@ class Agent:
 
     def _renew(self) -> None:
         assert self.subnets is not None
+        if not self._registered:
+            return
         if self.subnets.renew_due():
             before = self.own
             lease = self.subnets.renew()
@@ -403,22 +470,28 @@ class Agent:
     def loop(self) -> None:
         assert self.store is not None and self.host is not None
         host = self.host
-        host.relist()
+        try:
+            host.relist()
+        except StoreError as exc:                   # started from the last known state
+            self._store_status.down(exc)
         self._refresh_leases("start")
+        self._online()
         host.lead()
         self.reconcile("start")
-        interval = self.opts.reconcile_interval
+        self._save()
         next_tick = self._next_tick()
         while not self.stop_event.is_set():
             timeout = max(0.0, min(WATCH_SLICE, next_tick - time.monotonic()))
             try:
                 host.poll(timeout)
+                self._online()
                 host.lead()
                 if host.pending:
-                    why = "resync" if host.resync else "watch"   # re-listed after Compacted: in full
+                    why = "resync" if host.resync else "watch"   # re-listed: in full
                     self._refresh_leases(why)
                     self._check_own()
                     self.reconcile(why, full=host.resync)
+                    self._save()
                 if time.monotonic() >= next_tick:
                     next_tick = self._next_tick()
                     self._check_own()
@@ -426,13 +499,42 @@ class Agent:
                     self.reconcile("tick")
                 if not self.last_pass_ok:
                     next_tick = min(next_tick, time.monotonic() + RETRY_AFTER_FAILURE)
-            except Exception as exc:  # noqa: BLE001 - store down, no subnet free, ...: retry, don't die
+            except StoreError as exc:   # unreachable, or refused: keep the data plane, back off
+                msg = exc.msg
+                metrics.RECONCILE_ERRORS.inc()
+                metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
+                self.stop_event.wait(self._store_status.down(exc))
+            except Exception as exc:  # noqa: BLE001 - no subnet free, a bug: retry, don't die
                 msg = exc.msg if isinstance(exc, TulleError) else f"{type(exc).__name__}: {exc}"
                 metrics.RECONCILE_ERRORS.inc()
                 metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
-                log.error("store error; retrying" if isinstance(exc, StoreError) else "agent loop error; retrying",
-                          error=msg)
-                self.stop_event.wait(min(interval, 2.0))
+                log.error("agent loop error; retrying", error=msg)
+                self.stop_event.wait(RETRY_AFTER_FAILURE)
+
+    def _online(self) -> None:
+        """The store answered: say so once after an outage, and register a lease we only assumed."""
+        assert self.host is not None and self.subnets is not None
+        if self.host.stale:
+            return
+        self._store_status.up()
+        if not self._registered:
+            before = self.own
+            lease = self.subnets.acquire(self.config.backend_type if self.config else "",
+                                         self.info.backend_data if self.info else {})
+            self._registered = True
+            self.leases[lease.subnet] = lease
+            metrics.HEALTH.update(lease_held=True)
+            if before is None or lease.subnet != before.subnet:
+                self._activate(lease)
+
+    def _save(self) -> None:
+        """Keep the last known state for a start without the store."""
+        if self.host is None or self.config is None or self.host.stale or not self._registered:
+            return
+        try:
+            self._saver.save(self.config.to_json(), self.own, self.host.local_keys(), self.host.revision)
+        except OSError as exc:
+            log.warning("cannot save the last known state", path=self._saver.path, error=str(exc))
 
     def _next_tick(self) -> float:
         """When the next full converge is due: within the interval, at a random point of its

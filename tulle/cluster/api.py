@@ -473,4 +473,9 @@ def connect(store: Store, prefix: str = DEFAULT_PREFIX, network_prefix: str | No
         cfg = netconfig.read_config(store, network_prefix or NETWORK_PREFIX)
     except NotFoundError:
         return Client(store, prefix)
+    return for_config(store, cfg, prefix)
+
+
+def for_config(store: Store, cfg: Any, prefix: str = DEFAULT_PREFIX) -> Client:
+    """A Client with the Service ranges of an already read network config (a NetConfig)."""
     return Client(store, prefix, service_network=cfg.service_network, node_ports=cfg.node_ports)
