@@ -7,8 +7,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-# etcd-server: the store tests start their own etcd inside a tulle-* netns.
-PACKAGES=(iproute2 nftables libnftables1 iperf3 iputils-ping containernetworking-plugins podman runc busybox-static conntrack etcd-server bird2)
+# etcd-server: the store tests start their own etcd inside a tulle-* netns; containerd: the
+# containerd tests run a private one in a sandbox netns and mount namespace.
+PACKAGES=(iproute2 nftables libnftables1 iperf3 iputils-ping containernetworking-plugins podman runc busybox-static conntrack etcd-server bird2 containerd)
 export DEBIAN_FRONTEND=noninteractive
 
 say() { echo "bootstrap: $*"; }

@@ -80,7 +80,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs root (creates network namespaces)")
     for item in items:
-        if "netns" in item.keywords or "podman" in item.keywords:
+        if "netns" in item.keywords or "podman" in item.keywords or "containerd" in item.keywords:
             item.add_marker(skip)
 
 

@@ -1,11 +1,11 @@
-"""Harness for the real-runtime tests: a private podman (tulle.demo.podman.Sandbox)
-inside sandbox netns named like conftest's, plus independent views of the
-sandbox taken with the ip/tc/nft command-line tools (not with tulle's own code)."""
+"""Harness for the podman tests: a private podman (tulle.demo.podman.Sandbox) inside
+sandbox netns named like conftest's; the views of the sandbox it shares with the
+containerd tests (ip/tc/nft command-line tools, not tulle's own code) are in
+tests/runtimes.py."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shlex
@@ -14,15 +14,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
-from tests import cnirun
-from tests.conftest import RUN_ID, _counter
-from tulle.cni import attachment, plugins
+from tests import cnirun, runtimes
+from tests.runtimes import REFERENCE, TULLE, links, tables, veths  # noqa: F401 - the tests' names
 from tulle.demo import checks
 from tulle.demo.podman import SUBNET, Container, Sandbox
 from tulle.kernel import netns
 
-REFERENCE = "reference"
-TULLE = "tulle"
 NEEDED_TYPES = ("bridge", "host-local", "portmap", "firewall", "tuning")
 NEEDED_TOOLS = ("podman", "runc", "conmon", "nsenter", "nft", "tc")
 HTTPD = ("httpd", "-f", "-p", "80", "-h", "/www")
@@ -37,17 +34,7 @@ def missing_prerequisites(flavour: str) -> list[str]:
     missing = [t for t in NEEDED_TOOLS if shutil.which(t) is None]
     if not os.path.isfile("/bin/busybox"):
         missing.append("/bin/busybox (busybox-static)")
-    if flavour == REFERENCE:
-        missing += [f"{cnirun.REFERENCE_DIR}/{t}" for t in NEEDED_TYPES
-                    if not os.path.exists(os.path.join(cnirun.REFERENCE_DIR, t))]
-    else:
-        missing += [f"tulle plugin {t}" for t in NEEDED_TYPES
-                    if importlib.util.find_spec(plugins.PLUGINS[t]) is None]
-    return missing
-
-
-def _netns_name(tag: str) -> str:
-    return f"tulle-t{RUN_ID}-{next(_counter)}-{tag}"[:40]
+    return missing + runtimes.missing_plugins(flavour, NEEDED_TYPES)
 
 
 @dataclass
@@ -99,35 +86,15 @@ def recording_plugin_dir(plugin_dir: str, shim_dir: str, log: str) -> str:
     return shim_dir
 
 
-def host_paths() -> set[str]:
-    """Files and dirs under HOST_WATCH (3 levels), to prove the sandbox wrote nothing there."""
-    found = set()
-    for top in HOST_WATCH:
-        for dirpath, dirs, files in os.walk(top):
-            depth = dirpath[len(top):].count("/")
-            found.add(dirpath)
-            found.update(os.path.join(dirpath, f) for f in files)
-            if depth >= 2:
-                dirs.clear()
-    return found
-
-
-def cgroups_of(sandbox_path: str) -> list[str]:
-    name = os.path.basename(sandbox_path)
-    return [os.path.join(root, name) for root in ["/sys/fs/cgroup", *(
-        os.path.join("/sys/fs/cgroup", d) for d in os.listdir("/sys/fs/cgroup"))]
-        if os.path.isdir(os.path.join(root, name))]
-
-
 @contextlib.contextmanager
 def world(flavour: str, subnet: str = SUBNET, record_calls: bool = False) -> Iterator[World]:
     """Sandbox + client netns, a private podman with the flavour's plugins (behind
     recording shims with `record_calls`: World.cni_calls); all removed after, and then
     nothing new may be found on the host (AssertionError otherwise)."""
-    before = host_paths()
+    before = runtimes.host_paths(HOST_WATCH)
     with _world(flavour, subnet, record_calls) as w:
         yield w
-    new = sorted(host_paths() - before) + cgroups_of(w.host)
+    new = sorted(runtimes.host_paths(HOST_WATCH) - before) + runtimes.cgroups_of(w.host)
     assert not new, "the podman sandbox left files on the host: " + ", ".join(new)
 
 
@@ -148,18 +115,12 @@ def _world(flavour: str, subnet: str, record_calls: bool) -> Iterator[World]:
     with contextlib.ExitStack() as stack:
         root = tempfile.mkdtemp(prefix="tulle-podman-test-")
         stack.callback(shutil.rmtree, root, True)
-        names = [_netns_name("pm-host"), _netns_name("pm-client")]
+        names = [runtimes.netns_name("pm-host"), runtimes.netns_name("pm-client")]
         paths = []
         for name in names:
             paths.append(netns.create(name))
             stack.callback(netns.remove, name)
-        if flavour == TULLE:
-            from tulle.cni.install import install
-
-            plugin_dir = os.path.join(root, "cni-bin")
-            install(plugin_dir)
-        else:
-            plugin_dir = cnirun.REFERENCE_DIR
+        plugin_dir = runtimes.plugin_dir(flavour, root)
         log = os.path.join(root, "cni-calls.log") if record_calls else None
         if log:
             plugin_dir = recording_plugin_dir(plugin_dir, os.path.join(root, "cni-shim"), log)
@@ -170,58 +131,16 @@ def _world(flavour: str, subnet: str, record_calls: bool) -> Iterator[World]:
         yield World(flavour, paths[0], paths[1], sb, calls_log=log)
 
 
-# --- independent views of the sandbox (command-line tools) -----------------
-
-def links(ns: str) -> list[dict]:
-    return cnirun.ip_json(ns, "-d", "link", "show")
-
-
-def qdisc_kinds(ns: str) -> list[str]:
-    """Non-default qdiscs (tbf, ingress, clsact...) on any device of the netns."""
-    out = json.loads(cnirun.in_ns(ns, "tc", "-j", "qdisc", "show") or "[]")
-    return [f"{q['kind']} on {q.get('dev')}" for q in out
-            if q["kind"] not in ("noqueue", "pfifo_fast", "fq_codel", "mq", "pfifo", "fq")]
-
-
-def ruleset(ns: str) -> list[dict]:
-    return json.loads(cnirun.in_ns(ns, "nft", "-j", "list", "ruleset"))["nftables"]
-
-
-def nft_mentions(ns: str, needles: list[str]) -> list[str]:
-    """Rules and chains whose text mentions any needle (container IDs, pod IPs, chain digests)."""
-    hits = []
-    for obj in ruleset(ns):
-        kind, body = next(iter(obj.items()))
-        if kind in ("rule", "chain", "set", "map", "element"):
-            text = json.dumps(body)
-            if any(n in text for n in needles):
-                hits.append(f"{kind} {body.get('family')} {body.get('table')} "
-                            f"{body.get('chain', body.get('name'))}")
-    return hits
-
-
-def tables(ns: str) -> list[str]:
-    return [f"{o['table']['family']} {o['table']['name']}" for o in ruleset(ns) if "table" in o]
-
+# --- what podman and the plugins left -------------------------------------------
 
 def ps(sb: Sandbox) -> list[dict]:
     """`podman ps -a` as podman reports it (infra containers included)."""
     return json.loads(sb.podman("ps", "-a", "--format", "json").stdout or "[]")
 
 
-def veths(ns: str) -> list[str]:
-    """The containers' host-side veths in the sandbox (the client's link left out)."""
-    return sorted(link["ifname"] for link in links(ns)
-                  if link.get("linkinfo", {}).get("info_kind") == "veth" and link["ifname"] != checks.CLIENT_LINK)
-
-
 def leases(sb: Sandbox) -> list[str]:
     """The addresses host-local has handed out on the sandbox network (its files)."""
-    try:
-        names = os.listdir(sb.lease_dir)
-    except FileNotFoundError:  # no ADD yet on this network
-        return []
-    return sorted(n for n in names if n != "lock" and not n.startswith("last_reserved_ip"))
+    return runtimes.leases(sb.lease_dir)
 
 
 def leftovers(w: World, attached: list[checks.Attached]) -> list[str]:
@@ -230,16 +149,9 @@ def leftovers(w: World, attached: list[checks.Attached]) -> list[str]:
     attachments that were made (container ID, IP), to find rules tagged for them."""
     sb = w.sb
     left = [f"container {c['Names'][0]}" for c in ps(sb)]
-    left += [f"lease {ip}" for ip in leases(sb)]
-    left += [f"{link['linkinfo']['info_kind']} {link['ifname']}" for link in links(w.host)
-             if link.get("linkinfo", {}).get("info_kind") in ("veth", "ifb") and link["ifname"] != checks.CLIENT_LINK]
-    left += [f"qdisc {q}" for q in qdisc_kinds(w.host)]
-    needles = [n for a in attached for n in (a.container_id, a.ip) if n]
-    needles += [attachment.digest(sb.network, a.container_id, checks.POD_IFNAME) for a in attached]
-    left += [f"nft {hit}" for hit in nft_mentions(w.host, needles)]
+    left += runtimes.sandbox_leftovers(w.host, sb.network, sb.lease_dir, attached)
     left += [f"netns {n}" for n in sb.new_podman_netns()]
-    left += [f"cni result {n}" for n in sb.cni_results()]
-    return left + [f"(tulle's view) {x}" for x in checks.leftovers(w.host, sb.network, sb.lease_dir, attached)]
+    return left + [f"cni result {n}" for n in sb.cni_results()]
 
 
 # --- a container's network namespace, seen from outside and from inside -----

@@ -8,11 +8,11 @@ delegate's own code and message.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
 from tulle.cni import plugins
+from tulle.cni.conf import load_json
 from tulle.cni.errors import INTERNAL, NOT_FOUND, CNIError
 from tulle.cni.skel import Call, handle
 from tulle.cni.types import Result
@@ -42,13 +42,20 @@ def invoke(call: Call, type_name: str, command: str, stdin: bytes | None = None)
             raise CNIError(INTERNAL, f"plugin {type_name!r} failed with exit code {code}",
                            proc.stderr.decode(errors="replace").strip())
     if code != 0:
-        try:
-            raise CNIError.from_dict(json.loads(out))
-        except (ValueError, AttributeError):
-            raise CNIError(INTERNAL, f"plugin {type_name!r} failed: {out!r}") from None
+        raise _error_of(type_name, out)
     if command != "ADD":
         return None
     try:
-        return Result.from_dict(json.loads(out))
-    except ValueError:
-        raise CNIError(INTERNAL, f"plugin {type_name!r} printed an invalid result: {out!r}") from None
+        reply = load_json(out)
+    except CNIError:
+        raise CNIError(INTERNAL, f"plugin {type_name!r} printed an invalid result: {out[:200]!r}") from None
+    return Result.from_dict(reply, f"the result of plugin {type_name!r}")
+
+
+def _error_of(type_name: str, out: bytes) -> CNIError:
+    """The delegate's own error, or 999 quoting its output when that is no CNI error object
+    (not JSON, too deep, a code that is no integer)."""
+    try:
+        return CNIError.from_dict(load_json(out))
+    except (CNIError, ValueError):
+        return CNIError(INTERNAL, f"plugin {type_name!r} failed: {out[:200]!r}")

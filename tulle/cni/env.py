@@ -80,16 +80,27 @@ def parse_args(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+IFNAMSIZ = 16  # the kernel's buffer for a name, NUL included
+
+
 def validate_ifname(name: str) -> str | None:
-    """Why `name` is not a valid interface name, or None when it is."""
+    """Why `name` is not a valid interface name, or None when it is.
+
+    The kernel counts bytes, not characters: "éééééééé" is 8 characters but 16 bytes
+    in UTF-8, which netlink refuses (ERANGE) only after the plugin has begun its work.
+    """
     if not name:
         return "is empty"
-    if len(name) > 15:
-        return f"{name!r} is longer than 15 characters"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # undecodable bytes in the environment (surrogateescape)
+        return f"{name!r} is not valid UTF-8"
+    if size > IFNAMSIZ - 1:
+        return f"{name!r} is longer than {IFNAMSIZ - 1} bytes ({size})"
     if name in (".", ".."):
         return f"{name!r} is not allowed"
     for ch in name:
-        if ch in "/:" or ch.isspace():
+        if ch in "/:\0" or ch.isspace():
             return f"{name!r} contains {ch!r}"
     return None
 
@@ -112,7 +123,7 @@ def parse_env(environ: Mapping[str, str]) -> Env:
         path=[p for p in environ.get("CNI_PATH", "").split(":") if p],
     )
     bad = []
-    if env.container_id and not _CONTAINER_ID.match(env.container_id):
+    if env.container_id and not _CONTAINER_ID.fullmatch(env.container_id):  # `$` matches before "\n"
         bad.append(f"CNI_CONTAINERID {env.container_id!r} must match {_CONTAINER_ID.pattern}")
     if env.ifname:
         why = validate_ifname(env.ifname)

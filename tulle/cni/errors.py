@@ -52,8 +52,15 @@ class CNIError(errors.TulleError):
         return json.dumps(self.to_dict(cni_version)).encode()
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CNIError":
-        return cls(int(d.get("code", INTERNAL)), str(d.get("msg", "")), str(d.get("details", "")))
+    def from_dict(cls, d: object) -> "CNIError":
+        """Another plugin's error object; ValueError when it is not one (callers then
+        report the raw output), never a TypeError from int() of a list."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a CNI error must be an object, got {type(d).__name__}")
+        code = d.get("code", INTERNAL)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError(f"a CNI error code must be an integer, got {code!r}"[:120])
+        return cls(code, str(d.get("msg", "")), str(d.get("details", "")))
 
 
 _CODES: list[tuple[type[errors.TulleError], int]] = [

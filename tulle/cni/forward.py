@@ -3,9 +3,9 @@ and the client side.
 
 This runs in every plugin executable before anything else, and forwarding
 exists to skip loading the plugin (and pyroute2) at all — so the client path
-imports nothing beyond `os`, `_socket` and tulle.node_defaults (which imports nothing):
-not even `json` or `socket`, which would add ~10 ms (`re`, `enum`, …) to every
-call. JSON is loaded only to find a non-default `agentSocket` or to word an error.
+imports nothing beyond `os`, `_socket`, tulle.node_defaults and tulle.cni.keys (both
+import nothing): not even `json` or `socket`, which would add ~10 ms (`re`, `enum`, …)
+to every call. JSON is loaded only to find a non-default `agentSocket` or to word an error.
 
 Wire format — one request per connection, each direction a run of netstrings
 (`<decimal length>:<bytes>,`) ended by the sender shutting down its side:
@@ -25,6 +25,7 @@ import os
 import _socket
 
 from tulle import node_defaults
+from tulle.cni import keys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` costs milliseconds at every exec; annotations are strings anyway
@@ -122,7 +123,7 @@ def error_output(code: int, msg: str, stdin: bytes, details: str = "") -> bytes:
         conf = json.loads(stdin)
         if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
             version = conf["cniVersion"]
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep for the decoder: the default version
         pass
     out = {"cniVersion": version, "code": code, "msg": msg}
     if details:
@@ -131,14 +132,15 @@ def error_output(code: int, msg: str, stdin: bytes, details: str = "") -> bytes:
 
 
 def socket_path(stdin: bytes) -> str:
-    """The agent socket named by the config's `agentSocket`, or the default."""
-    if b'"agentSocket"' not in stdin:  # the common case, decided without parsing
-        return DEFAULT_SOCKET
+    """The agent socket named by the config's `agentSocket` (in any spelling Go's decoder
+    takes for it: tulle.cni.keys), or the default."""
+    if stdin.isascii() and b"\\u" not in stdin and b'"agentsocket"' not in stdin.lower():
+        return DEFAULT_SOCKET  # the common case, decided without parsing
     try:
         conf = _loads(stdin)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed or too deep: standalone reports it (error 6)
         return DEFAULT_SOCKET
-    path = conf.get("agentSocket") if isinstance(conf, dict) else None
+    path = keys.get(conf, "agentSocket") if isinstance(conf, dict) else None
     return path if isinstance(path, str) and path else DEFAULT_SOCKET
 
 

@@ -3,7 +3,7 @@ and applying its result to an interface inside the pod."""
 
 from __future__ import annotations
 
-from tulle.cni import delegate
+from tulle.cni import delegate, keys
 from tulle.cni.errors import INVALID_CONFIG, CNIError
 from tulle.cni.skel import Call
 from tulle.cni.types import Result
@@ -11,12 +11,12 @@ from tulle.cni.types import Result
 
 def ipam_type(call: Call) -> str | None:
     """The IPAM plugin's type, or None for an L2-only config (`"ipam": {}` or absent)."""
-    ipam = call.conf.get("ipam")
+    ipam = call.fields.raw("ipam")
     if ipam is None:
         return None
     if not isinstance(ipam, dict):
         raise CNIError(INVALID_CONFIG, "ipam must be an object")
-    kind = ipam.get("type")
+    kind = keys.get(ipam, "type")
     if kind is None:
         return None
     if not isinstance(kind, str) or not kind:

@@ -47,10 +47,8 @@ def mac(call: Call, conf_key: str | None = None) -> str:
 
 
 def dns(fields: Fields) -> DNS:
-    raw = fields.raw("dns")
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"dns must be an object, got {raw!r}")
-    return DNS.from_dict(raw)
+    """The config's own dns object, typed field by field (a nameserver of 5 is an error)."""
+    return DNS.from_dict(fields.raw("dns"), f"{fields.where}.dns" if fields.where else "dns")
 
 
 def ifname_field(fields: Fields, key: str, default: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable, TypeVar
 
 from tulle.cni.errors import UNKNOWN_CONTAINER, CNIError
@@ -13,7 +14,8 @@ T = TypeVar("T")
 def require_netns(path: str) -> str:
     """The pod's netns path, or error 3 (container unknown) when it is not a netns."""
     if not netns.is_netns(path):
-        raise CNIError(UNKNOWN_CONTAINER, f"network namespace {path!r} does not exist")
+        why = "is not a network namespace" if os.path.exists(path) else "does not exist"
+        raise CNIError(UNKNOWN_CONTAINER, f"network namespace {path!r} {why}")
     return path
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Mapping
 
+from tulle.cni import keys
 from tulle.cni import version as cniver
 from tulle.cni.conf import Fields, decode, prev_result, runtime_config
 from tulle.cni.env import Env, parse_env
@@ -33,7 +34,7 @@ class Call:
 
     @property
     def name(self) -> str:
-        return str(self.conf.get("name", ""))
+        return str(keys.get(self.conf, "name", ""))
 
     @cached_property
     def fields(self) -> Fields:
@@ -50,21 +51,25 @@ class Call:
     def require_prev_result(self) -> Result:
         prev = self.prev_result
         if prev is None:
-            raise CNIError(INVALID_CONFIG, f"{self.conf.get('type')}: required prevResult missing")
+            raise CNIError(INVALID_CONFIG, f"{keys.get(self.conf, 'type')}: required prevResult missing")
         return prev
 
     def valid_attachments(self) -> set[tuple[str, str]]:
-        """GC's keep-list: (containerID, ifname) pairs (both spellings of the key)."""
-        raw = self.conf.get("cni.dev/valid-attachments")
+        """GC's keep-list: (containerID, ifname) pairs (both spellings of the key).
+
+        Typed like the rest of the config: a containerID of 5 is an error, not "5" (which
+        would keep nothing alive and let GC remove a live attachment's state)."""
+        key = "cni.dev/valid-attachments"
+        raw = keys.get(self.conf, key)
         if raw is None:
-            raw = self.conf.get("cni.dev/attachments")
+            key = "cni.dev/attachments"
+            raw = keys.get(self.conf, key)
         if not isinstance(raw, list):
             raise CNIError(INVALID_CONFIG, "GC: cni.dev/valid-attachments must be a list")
         keep = set()
-        for item in raw:
-            if not isinstance(item, dict):
-                raise CNIError(INVALID_CONFIG, f"GC: invalid attachment {item!r}")
-            keep.add((str(item.get("containerID", "")), str(item.get("ifname", ""))))
+        for i, item in enumerate(raw):
+            f = Fields(item, f"{key}[{i}]")
+            keep.add((f.str("containerID"), f.str("ifname")))
         return keep
 
 
@@ -85,7 +90,7 @@ class Plugin:
 
 
 def _version_of(conf: dict) -> str:
-    ver = conf.get("cniVersion")
+    ver = keys.get(conf, "cniVersion")
     if not ver:
         raise CNIError(INCOMPATIBLE_VERSION, "cniVersion is missing from the network configuration")
     if not isinstance(ver, str):
@@ -94,10 +99,11 @@ def _version_of(conf: dict) -> str:
 
 
 def version_info(stdin: bytes) -> bytes:
-    """The VERSION answer; needs no plugin, so the executable can skip loading one."""
+    """The VERSION answer; needs no plugin, so the executable can skip loading one.
+    Never fails: any stdin (none, malformed, 100,000 `[`) gets the plugin's versions."""
     try:
-        asked = json.loads(stdin or b"{}").get("cniVersion") or cniver.LATEST
-    except (ValueError, AttributeError):
+        asked = keys.get(decode(stdin), "cniVersion") or cniver.LATEST
+    except CNIError:
         asked = cniver.LATEST
     shown = asked if asked in cniver.SUPPORTED else cniver.LATEST
     return json.dumps({"cniVersion": shown, "supportedVersions": list(cniver.SUPPORTED)}).encode()
@@ -113,7 +119,7 @@ def handle(plugin: Plugin, environ: Mapping[str, str], stdin: bytes) -> tuple[by
         conf = decode(stdin)
         version = _version_of(conf)
         shown_version = version
-        if env.command not in ("VERSION", "STATUS") and not isinstance(conf.get("name"), str):
+        if env.command not in ("VERSION", "STATUS") and not isinstance(keys.get(conf, "name"), str):
             raise CNIError(INVALID_CONFIG, "name is required in the network configuration")
         env.check_args(plugin.known_args)
         call = Call(env=env, conf=conf, stdin=stdin, version=version)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from tulle.cni import version as cniver
+from tulle.cni.errors import INCOMPATIBLE_VERSION, CNIError
 from tulle.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tulle.cni.conf import Fields
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -21,25 +25,49 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 def parse_ip(value: Any, where: str) -> IPAddress:
+    """A textual address. Not an integer (ipaddress reads 5 as 0.0.0.5) and not an IPv6
+    zone ("fe80::1%eth0": no CNI field has one, and nothing downstream could render it)."""
+    if not isinstance(value, str) or "%" in value:
+        raise ConfigError(f"{where}: invalid IP address {shown(value)}")
     try:
         return ipaddress.ip_address(value)
     except ValueError:
-        raise ConfigError(f"{where}: invalid IP address {value!r}") from None
+        raise ConfigError(f"{where}: invalid IP address {shown(value)}") from None
 
 
 def parse_cidr(value: Any, where: str) -> IPInterface:
     """An address with its prefix, e.g. 10.1.0.5/24 (host bits allowed)."""
-    if not isinstance(value, str) or "/" not in value:
-        raise ConfigError(f"{where}: invalid CIDR {value!r} (want address/prefix)")
+    if not isinstance(value, str) or "/" not in value or "%" in value:
+        raise ConfigError(f"{where}: invalid CIDR {shown(value)} (want address/prefix)")
     try:
         return ipaddress.ip_interface(value)
     except ValueError:
-        raise ConfigError(f"{where}: invalid CIDR {value!r}") from None
+        raise ConfigError(f"{where}: invalid CIDR {shown(value)}") from None
 
 
 def parse_net(value: Any, where: str) -> IPNetwork:
     """A network, e.g. 10.1.0.0/24; host bits are masked off as the reference does."""
     return parse_cidr(value, where).network
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters: an error message must not echo megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _fields(data: Any, where: str) -> "Fields":
+    """The typed reader every config field goes through, for a result's objects too: a
+    wrong type is error 7 naming the field (Go's json refuses it), never coerced with
+    str()/int(). Imported here, not at the top: tulle.cni.conf imports this module."""
+    from tulle.cni.conf import Fields
+
+    return Fields(data, where)
+
+
+def _opt_int(f: "Fields", key: str, lo: int | None = None) -> int | None:
+    """An integer field whose absence is meaningful (None), e.g. a route's table."""
+    return None if f.raw(key) is None else f.int(key, lo=lo)
 
 
 @dataclass
@@ -68,14 +96,15 @@ class Interface:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Interface":
+    def from_dict(cls, d: Any, where: str = "interface") -> "Interface":
+        f = _fields(d, where)
         return cls(
-            name=str(d.get("name", "")),
-            mac=str(d.get("mac", "")),
-            mtu=int(d.get("mtu", 0) or 0),
-            sandbox=str(d.get("sandbox", "")),
-            socket_path=str(d.get("socketPath", "")),
-            pci_id=str(d.get("pciID", "")),
+            name=f.str("name"),
+            mac=f.str("mac"),
+            mtu=f.int("mtu", lo=0),
+            sandbox=f.str("sandbox"),
+            socket_path=f.str("socketPath"),
+            pci_id=f.str("pciID"),
         )
 
 
@@ -97,13 +126,12 @@ class IPConfig:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "IPConfig":
-        gw = d.get("gateway")
-        iface = d.get("interface")
+    def from_dict(cls, d: Any, where: str = "ip") -> "IPConfig":
+        f = _fields(d, where)
         return cls(
-            address=parse_cidr(d.get("address"), "ips.address"),
-            gateway=parse_ip(gw, "ips.gateway") if gw else None,
-            interface=int(iface) if iface is not None else None,
+            address=f.cidr("address", required=True),
+            gateway=f.ip("gateway"),
+            interface=_opt_int(f, "interface", lo=0),
         )
 
 
@@ -135,20 +163,18 @@ class Route:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "routes") -> "Route":
+    def from_dict(cls, d: Any, where: str = "routes") -> "Route":
         if not isinstance(d, dict):
-            raise ConfigError(f"{where}: each route must be an object, got {d!r}")
-        gw = d.get("gw")
-        table = d.get("table")
-        scope = d.get("scope")
+            raise ConfigError(f"{where}: each route must be an object, got {shown(d)}")
+        f = _fields(d, where)
         return cls(
-            dst=parse_net(d.get("dst"), f"{where}.dst"),
-            gw=parse_ip(gw, f"{where}.gw") if gw else None,
-            mtu=int(d.get("mtu", 0) or 0),
-            advmss=int(d.get("advmss", 0) or 0),
-            priority=int(d.get("priority", 0) or 0),
-            table=int(table) if table is not None else None,
-            scope=int(scope) if scope is not None else None,
+            dst=f.net("dst", required=True),
+            gw=f.ip("gw"),
+            mtu=f.int("mtu", lo=0),
+            advmss=f.int("advmss", lo=0),
+            priority=f.int("priority", lo=0),
+            table=_opt_int(f, "table", lo=0),
+            scope=_opt_int(f, "scope", lo=0),
         )
 
 
@@ -175,15 +201,13 @@ class DNS:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "DNS":
-        d = d or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"dns must be an object, got {d!r}")
+    def from_dict(cls, d: Any, where: str = "dns") -> "DNS":
+        f = _fields(d, where)
         return cls(
-            nameservers=[str(x) for x in d.get("nameservers") or []],
-            domain=str(d.get("domain") or ""),
-            search=[str(x) for x in d.get("search") or []],
-            options=[str(x) for x in d.get("options") or []],
+            nameservers=list(f.strs("nameservers")),
+            domain=f.str("domain"),
+            search=list(f.strs("search")),
+            options=list(f.strs("options")),
         )
 
 
@@ -208,20 +232,30 @@ class Result:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Result":
-        """Read a result of any supported version (a prevResult or a delegate's output)."""
+    def from_dict(cls, d: Any, where: str = "result") -> "Result":
+        """Read a result of any supported version (a prevResult or a delegate's output).
+
+        Every field is typed as the reference's Go structs are; a cniVersion we do not
+        speak is error 1 (the fields may mean something else there). An absent one is
+        read as the latest, as the reference does.
+        """
         if not isinstance(d, dict):
-            raise ConfigError(f"a CNI result must be an object, got {type(d).__name__}")
-        try:
-            return cls(
-                cni_version=str(d.get("cniVersion") or cniver.LATEST),
-                interfaces=[Interface.from_dict(i) for i in d.get("interfaces") or []],
-                ips=[IPConfig.from_dict(i) for i in d.get("ips") or []],
-                routes=[Route.from_dict(r) for r in d.get("routes") or []],
-                dns=DNS.from_dict(d.get("dns")),
-            )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"malformed CNI result: {exc}") from None
+            raise ConfigError(f"{where}: a CNI result must be an object, got {type(d).__name__}")
+        f = _fields(d, where)
+        version = f.raw("cniVersion")
+        if version is not None:
+            if not isinstance(version, str):
+                raise CNIError(INCOMPATIBLE_VERSION, f"{where}.cniVersion must be a string, got {shown(version)}")
+            if version not in cniver.SUPPORTED:
+                raise CNIError(INCOMPATIBLE_VERSION, f"{where}.cniVersion {shown(version)} is not a version "
+                               f"tulle reads (supported: {', '.join(cniver.SUPPORTED)})")
+        return cls(
+            cni_version=version or cniver.LATEST,
+            interfaces=[Interface.from_dict(i, f"{where}.interfaces[{n}]") for n, i in enumerate(f.list("interfaces"))],
+            ips=[IPConfig.from_dict(i, f"{where}.ips[{n}]") for n, i in enumerate(f.list("ips"))],
+            routes=[Route.from_dict(r, f"{where}.routes[{n}]") for n, r in enumerate(f.list("routes"))],
+            dns=DNS.from_dict(f.raw("dns"), f"{where}.dns"),
+        )
 
     def add_interface(self, iface: Interface) -> int:
         """Append an interface and return its index, for IPConfig.interface."""

@@ -24,14 +24,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from tulle.demo import image
+from tulle.demo import cgroups, image
 from tulle.errors import TulleError
 from tulle.kernel import netns
 
 IMAGE = "localhost/tulle-busybox:demo"
 NETWORK = "tulle-demo"
 SUBNET = "10.88.7.0/24"
-CGROUP_ROOT = "/sys/fs/cgroup"
 PODMAN_NETNS_PREFIX = "netns-"  # podman 4 names the container namespaces /run/netns/netns-<uuid>
 
 # Paths podman writes no matter the configuration; removed by close() when we created them.
@@ -310,22 +309,9 @@ class Sandbox:
             netns.remove(name)
         for name in self.cni_results():
             os.unlink(os.path.join(CNI_RESULTS, name))
-        self._remove_cgroups()
+        cgroups.remove(self.cgroup_parent)
         self._remove_host_paths()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _remove_cgroups(self) -> None:
-        parent = self.cgroup_parent.lstrip("/")
-        tops = [CGROUP_ROOT] + [os.path.join(CGROUP_ROOT, d) for d in _listdir(CGROUP_ROOT)]
-        for top in tops:
-            base = os.path.join(top, parent)
-            if not os.path.isdir(base):
-                continue
-            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda w: -len(w[0])):
-                try:
-                    os.rmdir(dirpath)  # cgroupfs: an empty cgroup is removed with rmdir
-                except OSError:
-                    pass
 
     def _remove_host_paths(self) -> None:
         for path in HOST_PATHS:
@@ -346,10 +332,3 @@ def _conmon_of(cmdline: bytes) -> str | None:
     if not argv[0].endswith(b"conmon") or b"-c" not in argv[:-1]:
         return None
     return argv[argv.index(b"-c") + 1].decode()
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []

@@ -12,6 +12,7 @@ thread all belong to the target namespace.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
 import subprocess
@@ -24,6 +25,7 @@ T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), Linux 4.11: the CLONE_NEW* type of a namespace file
 RUN_DIR = "/run/netns"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -35,16 +37,21 @@ def path_of(name: str) -> str:
 
 
 def is_netns(path: str) -> bool:
-    """True when `path` is a network namespace file (nsfs), not just any file."""
+    """True when `path` is a network namespace file: nsfs, and of type net. Every kind of
+    namespace lives on nsfs (/proc/self/ns/mnt too), and handing a mount namespace to
+    netlink as a netns fails half-way through a plugin's work instead of up front."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         return False
     try:
         buf = ctypes.create_string_buffer(128)  # struct statfs: f_type comes first
-        if _libc.fstatfs(fd, buf) != 0:
+        if _libc.fstatfs(fd, buf) != 0 or struct.unpack_from("l", buf.raw)[0] != NSFS_MAGIC:
             return False
-        return struct.unpack_from("l", buf.raw)[0] == NSFS_MAGIC
+        try:
+            return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+        except OSError:
+            return False
     finally:
         os.close(fd)
 

@@ -61,22 +61,32 @@ def tick_in_usec() -> float:
 
 def tbf_params(rate_bits: int, burst_bits: int, ticks_per_usec: float | None = None) -> Tbf:
     """The tbf fields for a rate (bit/s) and burst (bits), computed as the reference does:
-    buffer = ticks(burst/rate seconds), limit = rate * 25 ms + burst (bytes)."""
+    buffer = ticks(burst/rate seconds), limit = rate * 25 ms + burst (bytes) — except that
+    the buffer is capped where tbf's 32 bits end (tbf_burst)."""
     if rate_bits < 8 or burst_bits < 8:
         raise ValueError("tbf rate and burst must be at least 8 bits")
     tpu = tick_in_usec() if ticks_per_usec is None else ticks_per_usec
     rate = rate_bits // 8
-    burst = burst_bits // 8
-    xmit_usec = int(burst * USEC_PER_SEC / rate)
+    asked = burst_bits // 8
+    xmit_usec = int(tbf_burst(rate, asked, tpu) * USEC_PER_SEC / rate)
     buffer = int(xmit_usec * tpu)
-    limit = int(rate * TBF_LATENCY_US / USEC_PER_SEC) + burst
+    limit = min(int(rate * TBF_LATENCY_US / USEC_PER_SEC) + asked, MAX_U32)
     return Tbf(rate=rate, buffer=buffer, limit=limit)
+
+
+def tbf_burst(rate: int, burst: int, ticks_per_usec: float) -> int:
+    """`burst` (bytes) capped to what tbf can hold: its transmit time at `rate` (bytes/s),
+    in scheduler ticks, is a 32-bit field (~275 s here). containerd asks for 2^32-1 bits
+    with every bandwidth annotation ("no burst limit"), longer than that below ~16 Mbit/s;
+    the reference's Go arithmetic wraps around there (at 10 Mbit/s it shapes with a
+    193 MB burst), tulle takes the longest burst tbf holds."""
+    return min(burst, int(MAX_U32 / ticks_per_usec) * rate // USEC_PER_SEC)
 
 
 def add_tbf(dev: str, rate_bits: int, burst_bits: int) -> Tbf:
     """Put a tbf root qdisc (handle 1:) on `dev`; returns the fields it set."""
     params = tbf_params(rate_bits, burst_bits)
-    burst_bytes = burst_bits // 8
+    burst_bytes = tbf_burst(params.rate, burst_bits // 8, tick_in_usec())
     with rtnl.errors(f"add tbf qdisc on {dev}"):
         # pyroute2 derives the same buffer from rate+burst; limit is given as computed.
         ipr().tc("add", "tbf", links.index_of(dev), handle=TBF_HANDLE, rate=params.rate,

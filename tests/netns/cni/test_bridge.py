@@ -236,6 +236,22 @@ def test_missing_netns_is_3(cni, host_ns):
     assert res.error_code == 3
 
 
+@pytest.mark.parametrize("path", ["/proc/self/ns/mnt", "/proc/self/ns/uts"])
+def test_a_namespace_that_is_not_a_netns_is_3_before_any_work(cni, host_ns, path):
+    """nsfs holds every kind of namespace: a mount namespace used to pass the check and
+    fail at veth creation (code 100), after the bridge had been made."""
+    res = cni("bridge", "ADD", conf(ipMasq=True), netns=path, host_ns=host_ns)
+    assert res.error_code == 3 and "not a network namespace" in res.out["msg"], res.out
+    assert h.link_names(host_ns) == {"lo"} and h.nft_rules(host_ns) == []
+
+
+def test_ifname_of_16_bytes_is_4_before_any_work(cni, pod_ns, host_ns):
+    res = cni("bridge", "ADD", conf(), netns=pod_ns, host_ns=host_ns, ifname="é" * 8)  # 8 chars, 16 bytes
+    assert res.error_code == 4 and "CNI_IFNAME" in res.out["msg"], res.out
+    _nothing_left(pod_ns, host_ns)
+    assert h.link_names(host_ns) == {"lo"}
+
+
 # --- CHECK drift ---------------------------------------------------------------------
 
 @pytest.fixture

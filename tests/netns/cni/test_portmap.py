@@ -101,6 +101,8 @@ def test_snat_false_has_no_masquerade(cni, lab):
     ([{"hostPort": 80}], {}),
     ([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}], {}),
     ([{"hostPort": 80, "containerPort": 80, "hostIP": "bogus"}], {}),
+    ([{"hostPort": 80, "containerPort": 80, "hostIP": 5}], {}),         # was a DNAT to 0.0.0.5
+    ([{"hostPort": 80, "containerPort": 80, "hostIP": 3325256705}], {}),
     (["80:80"], {}),
     ({"hostPort": 80}, {}),
     ([{"hostPort": 80, "containerPort": 80}], {"markMasqBit": 40}),
@@ -110,6 +112,15 @@ def test_bad_config_is_code_7(cni, lab, mappings, fields):
     pod, _ = lab
     res = cni("portmap", "ADD", conf(pod.prev_result, mappings, **fields), netns=pod.pod_ns, host_ns=pod.host_ns)
     assert res.error_code == 7, res.out
+    assert table(pod.host_ns) is None
+
+
+def test_prev_result_of_an_unknown_version_is_refused(cni, lab):
+    pod, _ = lab
+    prev = {**pod.prev_result, "cniVersion": "7.0.0"}
+    res = cni("portmap", "ADD", conf(prev, [{"hostPort": 80, "containerPort": 80}]), netns=pod.pod_ns,
+              host_ns=pod.host_ns)
+    assert res.error_code == 1 and "prevResult.cniVersion" in res.out["msg"], res.out
     assert table(pod.host_ns) is None
 
 

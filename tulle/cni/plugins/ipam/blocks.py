@@ -42,6 +42,8 @@ def load_conf(call: Call, store) -> BlocksConf:
     pools = []
     for i, raw in enumerate(f.list("pools")):
         try:
+            if not isinstance(raw, str):  # IPv4Network(5) would be 0.0.0.5/32
+                raise TypeError(raw)
             pools.append(ipaddress.IPv4Network(raw))
         except (ValueError, TypeError):
             raise ConfigError(f"ipam.pools[{i}]: invalid IPv4 CIDR {raw!r}") from None

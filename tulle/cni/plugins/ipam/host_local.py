@@ -57,7 +57,7 @@ def _network_name(call: Call) -> str:
 
 
 def load_conf(call: Call) -> HostLocalConf:
-    if not isinstance(call.conf.get("ipam"), dict):
+    if not isinstance(call.fields.raw("ipam"), dict):
         raise ConfigError("host-local: the ipam object is missing")
     ipam = call.fields.obj("ipam")
     return HostLocalConf(

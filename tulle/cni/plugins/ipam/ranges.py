@@ -59,8 +59,7 @@ def _default_end(subnet: IPNetwork) -> IPAddress:
 
 def parse_range(f: Fields) -> Range:
     """One range object, with defaults filled in and every address checked."""
-    subnet = f.net("subnet", required=True)
-    assert subnet is not None
+    subnet = f.net("subnet", required=True)  # "" is an error here, never None
     if subnet.version == 6 and subnet.network_address.ipv4_mapped is not None:
         raise ConfigError(f"{f.where}.subnet: {subnet} is IPv4-mapped; write the IPv4 subnet instead")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
@@ -106,7 +105,7 @@ def parse_range_sets(ipam: Fields, runtime_ranges: list) -> list[RangeSet]:
     sets: list[RangeSet] = []
     for i, raw in enumerate(runtime_ranges):
         sets.append(parse_range_set(raw, f"runtimeConfig.ipRanges[{i}]"))
-    if ipam.raw("subnet"):
+    if ipam.raw("subnet") is not None:  # present means used: "subnet": "" is an error, not skipped
         sets.append([parse_range(ipam)])
     for i, raw in enumerate(ipam.list("ranges")):
         sets.append(parse_range_set(raw, f"ipam.ranges[{i}]"))

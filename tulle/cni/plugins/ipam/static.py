@@ -61,7 +61,7 @@ def _args_addresses(call: Call, addresses: list[Address]) -> list[Address]:
 
 
 def load_conf(call: Call) -> StaticConf:
-    if not isinstance(call.conf.get("ipam"), dict):
+    if not isinstance(call.fields.raw("ipam"), dict):
         raise ConfigError("static: the ipam object is missing")
     ipam = call.fields.obj("ipam")
     addresses = _args_addresses(call, _config_addresses(ipam))
@@ -74,10 +74,7 @@ def load_conf(call: Call) -> StaticConf:
     if not addresses:
         raise ConfigError("static: no addresses: set ipam.addresses, CNI_ARGS IP=, args.cni.ips or runtimeConfig.ips")
     routes = [Route.from_dict(r, f"ipam.routes[{i}]") for i, r in enumerate(ipam.list("routes"))]
-    dns_raw = ipam.raw("dns")
-    if dns_raw is not None and not isinstance(dns_raw, dict):
-        raise ConfigError(f"ipam.dns must be an object, got {dns_raw!r}")
-    return StaticConf(addresses=addresses, routes=routes, dns=DNS.from_dict(dns_raw))
+    return StaticConf(addresses=addresses, routes=routes, dns=DNS.from_dict(ipam.raw("dns"), "ipam.dns"))
 
 
 def cmd_add(call: Call) -> Result:

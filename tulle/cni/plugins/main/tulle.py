@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from tulle import node_defaults
-from tulle.cni import delegate
+from tulle.cni import delegate, keys
 from tulle.cni.errors import NOT_AVAILABLE, CNIError
 from tulle.cni.skel import Call, Plugin
 from tulle.cni.types import Result
@@ -135,34 +135,42 @@ def read_subnet_env(path: str) -> SubnetEnv:
 # --- the delegate's configuration -------------------------------------------------
 
 def build_delegate(conf: TulleConf, senv: SubnetEnv, call: Call) -> dict:
-    """The bridge + host-local config for this node's subnet; `delegate` fields win."""
+    """The bridge + host-local config for this node's subnet; `delegate` fields win
+    (in any spelling of their names: each replaces the generated field it names)."""
     overrides = dict(conf.delegate or {})
     out: dict = {"type": "bridge"}
-    if overrides.get("type", "bridge") == "bridge":
+    if keys.get(overrides, "type", "bridge") == "bridge":
         out.update({"bridge": DEFAULT_BRIDGE, "isGateway": True})
     out.update({"mtu": senv.mtu, "ipMasq": not senv.ipmasq})
     ipam: dict = {"type": "host-local",
                   "ranges": [[{"subnet": str(senv.subnet.network)}]],
                   "routes": [{"dst": str(senv.network)}]}
-    ipam.update(overrides.pop("ipam", None) or {})
-    if ipam.get("type") == "host-local":
-        ipam.setdefault("dataDir", os.path.join(conf.data_dir, IPAM_SUBDIR))
-    out.update(overrides)
-    out["ipam"] = ipam
-    out["name"] = conf.network
-    out["cniVersion"] = call.version
+    keys.update(ipam, keys.pop(overrides, "ipam") or {})
+    if keys.get(ipam, "type") == "host-local" and keys.get(ipam, "dataDir") is None:
+        ipam["dataDir"] = os.path.join(conf.data_dir, IPAM_SUBDIR)
+    keys.update(out, overrides)
+    keys.update(out, {"ipam": ipam, "name": conf.network, "cniVersion": call.version})
     for key in ("runtimeConfig", "args"):  # capabilities and args reach the plugin that uses them
-        if key in call.conf:
-            out[key] = call.conf[key]
+        value = keys.get(call.conf, key)
+        if value is not None:
+            keys.put(out, key, value)
     return out
 
 
 def for_call(saved: dict, call: Call) -> dict:
     """A saved config made current: the call's version and prevResult."""
-    out = {k: v for k, v in saved.items() if k != "prevResult"}
-    out["cniVersion"] = call.version
-    if call.conf.get("prevResult") is not None:
-        out["prevResult"] = call.conf["prevResult"]
+    out = without_prev_result(saved)
+    keys.put(out, "cniVersion", call.version)
+    prev = keys.get(call.conf, "prevResult")
+    if prev is not None:
+        out["prevResult"] = prev
+    return out
+
+
+def without_prev_result(dconf: dict) -> dict:
+    """A copy without prevResult (in any spelling): it belongs to one call, not to the attachment."""
+    out = dict(dconf)
+    keys.pop(out, "prevResult")
     return out
 
 
@@ -185,7 +193,7 @@ def load_saved(path: str) -> dict | None:
         return None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"saved delegate config {path} is unreadable: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+    if not isinstance(data, dict) or not isinstance(keys.get(data, "type"), str):
         raise ConfigError(f"saved delegate config {path} is not a plugin config")
     return data
 
@@ -197,7 +205,7 @@ def save(path: str, dconf: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # dot: never a container's name
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({k: v for k, v in dconf.items() if k != "prevResult"}, f)
+            json.dump(without_prev_result(dconf), f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -235,7 +243,7 @@ def saved_of_network(conf: TulleConf) -> dict[str, dict]:
         except ConfigError as exc:
             log.warning("skipping %s", exc.msg)
             continue
-        if data is not None and data.get("name") == conf.network:
+        if data is not None and keys.get(data, "name") == conf.network:
             out[name] = data
     return out
 
@@ -251,7 +259,7 @@ def cmd_add(call: Call) -> Result:
         previous = load_saved(path) if os.path.exists(path) else None
         save(path, dconf)
         undo.callback(quietly(_restore, path, previous))
-        result = delegate.invoke(call, dconf["type"], "ADD", _encode(dconf))
+        result = delegate.invoke(call, keys.get(dconf, "type"), "ADD", _encode(dconf))
         assert result is not None
         undo.pop_all()
     return result
@@ -274,7 +282,7 @@ def cmd_del(call: Call) -> None:
                      call.env.container_id, call.env.ifname, exc.msg)
             remove_saved(path)
             return
-    delegate.invoke(call, dconf["type"], "DEL", _encode(for_call(dconf, call)))
+    delegate.invoke(call, keys.get(dconf, "type"), "DEL", _encode(for_call(dconf, call)))
     remove_saved(path)
 
 
@@ -285,7 +293,7 @@ def cmd_check(call: Call) -> None:
     saved = load_saved(path)
     if saved is None:
         raise CheckFailed(f"no saved delegate config {path}: this attachment was not added by tulle")
-    delegate.invoke(call, saved["type"], "CHECK", _encode(for_call(saved, call)))
+    delegate.invoke(call, keys.get(saved, "type"), "CHECK", _encode(for_call(saved, call)))
 
 
 def cmd_gc(call: Call) -> None:
@@ -299,9 +307,9 @@ def cmd_gc(call: Call) -> None:
         dconf = next(iter(saved.values()), None)  # same ipam dataDir and network name
     steps = Steps()
     if dconf is not None:
-        valid = call.conf.get("cni.dev/valid-attachments", call.conf.get("cni.dev/attachments"))
+        valid = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(call.valid_attachments())]
         gc_conf = {**for_call(dconf, call), "cni.dev/valid-attachments": valid}
-        steps.run(delegate.invoke, call, gc_conf["type"], "GC", _encode(gc_conf))
+        steps.run(delegate.invoke, call, keys.get(gc_conf, "type"), "GC", _encode(gc_conf))
     for name in saved:
         if name not in keep:
             steps.run(remove_saved, os.path.join(conf.data_dir, name))
@@ -316,7 +324,7 @@ def cmd_status(call: Call) -> None:
     except TulleError as exc:
         raise CNIError(NOT_AVAILABLE, f"tulle is not ready: {exc.msg}") from None
     dconf = build_delegate(conf, senv, call)
-    delegate.invoke(call, dconf["type"], "STATUS", _encode(dconf))
+    delegate.invoke(call, keys.get(dconf, "type"), "STATUS", _encode(dconf))
 
 
 PLUGIN = Plugin(name="tulle", add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status,
