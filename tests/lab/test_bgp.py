@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from tulle.agent.backends.bgp import crosssubnet
 from tulle.cluster.blocks import blocks_prefix, decode
 from tulle.cluster.lease import DEFAULT_PREFIX
 from tulle.kernel import netns
-from tulle.lab import bgp, checks, cluster, pods, state
+from tulle.lab import agents, bgp, checks, cluster, pods, state, topology
 
 pytestmark = [pytest.mark.netns, needs_agent,
               pytest.mark.skipif(not shutil.which("bird"), reason="bird2 is not installed")]
@@ -183,6 +185,71 @@ def test_two_segments_tor_bgp_routes_natively_and_down_leaves_nothing(lab_name):
     assert "ToR" in {s["name"] for s in view["nodes"][1]["sessions"] if s["established"]}
     assert cluster.down(lab_name) is True
     assert traces(lab_name) == [] and not procs.alive(tor_pid)
+
+
+# --- agent restarts ------------------------------------------------------------------------
+# The restarted agent must not touch BIRD before it knows the peers, and graceful restart
+# must carry the routes while BIRD itself is down (the agent stopped it, or it died with
+# the agent). Each node's pod pings the next node's pod at 10/s; in the ToR lab n2 is on
+# the other segment, so two of the three pairs cross the router and one stays on the mesh.
+
+RESTART_LABS = {"mesh": dict(nodes_count=3, backend="bgp"),
+                "tor": dict(nodes_count=3, backend="bgp", segments=2, tor_bgp=True)}
+RESTARTS = ("SIGTERM", "SIGKILL", "SIGKILL+bird")   # the last: BIRD dies with its agent
+
+
+def start_pinger(lab: str, pod: str, ip: str) -> subprocess.Popen:
+    """ping at 10/s until SIGINT, which makes it print its statistics."""
+    cmd = ["nsenter", f"--net={netns.path_of(topology.pod_netns(lab, pod))}",
+           "ping", "-n", "-q", "-i", "0.1", "-W", "1", ip]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def lost_by(ping: subprocess.Popen) -> int:
+    """Stop a pinger; how many of its echo requests got no reply."""
+    ping.send_signal(signal.SIGINT)
+    try:
+        out, _ = ping.communicate(timeout=10)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait()
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    return int(m.group(1)) - int(m.group(2))
+
+
+def restart_agent(lab: str, node: str, how: str) -> None:
+    """SIGTERM or SIGKILL the node's agent and start it again; SIGKILL+bird kills its BIRD too."""
+    if how == "SIGKILL+bird":
+        agents.kill(lab, node, state.load(lab).nodes[node])
+        bird = bgp.node_bird(lab, node)
+        pid = bird.pid()
+        assert pid and procs.signal_pid(pid, bird.ctl, signal.SIGKILL)
+        assert procs.wait_dead(pid, 5.0)
+    cluster.agent_restart(lab, node, kill=how != "SIGTERM")
+
+
+@pytest.mark.parametrize("topo", sorted(RESTART_LABS))
+def test_agent_restarts_lose_no_packet(make_lab, topo):
+    lab = make_lab(**RESTART_LABS[topo]).lab
+    names = ["n1", "n2", "n3"]
+    ips = add_pods(lab, {f"p{n}": n for n in names})
+    pairs = [(f"p{a}", ips[f"p{b}"]) for a, b in zip(names, names[1:] + names[:1])]
+    for pod, ip in pairs:
+        assert checks._until(time.monotonic() + 5, lambda: checks.ping(lab, pod, ip, timeout=0.5).returncode == 0)
+    lost: dict[str, list[int]] = {}
+    for how in RESTARTS:
+        for node in names:
+            pings = [start_pinger(lab, pod, ip) for pod, ip in pairs]
+            try:
+                time.sleep(0.5)
+                restart_agent(lab, node, how)
+                time.sleep(2.0)          # sessions are back (ready): so must the routes be, and stay
+            finally:
+                lost[f"{how} {node}"] = [lost_by(p) for p in pings]
+    report = "; ".join(f"{k}: {v}" for k, v in lost.items())
+    assert all(n == 0 for per_pair in lost.values() for n in per_pair), f"pings lost per pair: {report}"
 
 
 @pytest.mark.parametrize("args, words", [

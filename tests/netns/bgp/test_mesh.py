@@ -90,3 +90,25 @@ def test_full_block_borrows_and_the_borrowed_address_is_announced(bgplab):
     assert kernel_routes(n2.ns, "bird").get(own_block) == n1.ip
     assert ping_once(theirs.ns, borrowed.ip) and ping_once(borrowed.ns, theirs.ip)
     assert ping_once(theirs.ns, mine[0].ip)
+
+
+def test_killed_agent_comes_back_without_touching_bird(bgplab):
+    """The BIRD a killed agent leaves running is adopted: the new agent knows the peers before
+    it configures BIRD, so its config is the same and no session is restarted."""
+    lab = bgplab()
+    lab.configure()
+    n1, n2 = lab.add_node(1), lab.add_node(2)
+    for n in (n1, n2):
+        wait_for(f"{n.name}: session Established", lambda n=n: lab.established(n, 1), logs=lab.logs)
+
+    def bgp_since() -> dict[str, str]:
+        return {p.name: p.since for p in n1.bird.protocols() if p.proto == "BGP"}
+
+    pid, since, conf = lab.bird_pid(n1), bgp_since(), n1.bird.current_config()
+    lab.stop(n1, signal.SIGKILL)
+    lab.start(n1)
+    wait_for("the new agent has listed the store", lambda: '"lease added"' in n1.logs(), logs=lab.logs)
+    time.sleep(2.5)                        # --reconcile-interval 1: a start pass and full ticks ran
+    assert n1.proc is not None and n1.proc.poll() is None, n1.logs()
+    assert lab.bird_pid(n1) == pid and n1.bird.current_config() == conf
+    assert bgp_since() == since and lab.established(n1, 1), n1.bird.birdc("show", "protocols")

@@ -9,12 +9,19 @@ The node's lease is its registration (PublicIP, TTL liveness, BackendData
 from the store's blocks (tulle.cluster.blocks, plugin tulle-blocks) and pods are
 wired by tulle-routed.
 
-  prepare()   the CrossSubnet VTEP (its MAC goes into the lease); BIRD started on a
-              config with the node's blocks and no peers yet
+  prepare()   the CrossSubnet VTEP (its MAC goes into the lease); a BIRD config is
+              rendered and checked with `bird -p` (bad input fails the start), but
+              BIRD is not touched: the agent does not know the peers yet, and a
+              config without them would end every session (a restart would cost
+              the node its routes until they came back)
   start(own)  remembers the lease
   sync(...)   peers from the remote leases (peers.plan), own blocks from the store →
               BIRD config; when it changed: `bird -p`, then `birdc configure`; the
               CrossSubnet VXLAN entries for blocks whose node is on another segment.
+              The first sync (the agent's first full pass, after one listing of
+              the store) starts BIRD — in graceful restart recovery when the
+              kernel holds routes of a BIRD that stopped or died — or finds the one
+              a killed agent left running, whose config it reproduces unchanged.
               The agent also calls it when `<prefix>/blocks/` changes
               (`watch_prefixes`), as a new block must be announced at once.
   stop()      `birdc graceful restart`: peers keep our routes as stale, the kernel
@@ -24,6 +31,7 @@ wired by tulle-routed.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -34,7 +42,7 @@ from tulle.agent import log
 from tulle.agent.backends import routediff, vtep
 from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.agent.backends.bgp import crosssubnet, peers
-from tulle.agent.backends.bgp.bird import Bird
+from tulle.agent.backends.bgp.bird import Bird, check_config
 from tulle.agent.backends.bgp.birdconf import BirdConfig, render
 from tulle.cluster.backendconf import BgpConfig
 from tulle.cluster.blocks import Block, local_prefixes, read_blocks
@@ -81,7 +89,8 @@ class BgpBackend:
             os.makedirs(self.node.state_dir, exist_ok=True)
             if self.vxlan_on:
                 self._ensure_vtep()
-            self._configure(self._bird_config([], self._blocks()))
+            connected = self._connected()
+            self._check(self._bird_config(self._peer_plan([], connected), [], connected))
             data: dict[str, Any] = {"ASNumber": self.config.asn}
             if self.vxlan_on:
                 data.update({"VtepMAC": self.mac, "VNI": self.config.vni})
@@ -98,10 +107,15 @@ class BgpBackend:
             remotes = [l for l in remotes if l.node != self.node.name and l.public_ip != self.node.public_ip]
             blocks = self._blocks()
             self._local = local_prefixes(blocks, self.node.name)
-            self._configure(self._bird_config(remotes, blocks))
+            connected = self._connected()
+            plan = self._peer_plan(remotes, connected)
+            if self.last_peers is None or plan.mode != self.last_peers.mode:
+                log.info("bgp topology", mode=plan.mode, peers=len(plan.peers))
+            self.last_peers = plan
+            self._configure(self._bird_config(plan, blocks, connected))
             if self.vxlan_on:
                 self._ensure_vtep()
-                wanted = crosssubnet.plan(self.node.name, remotes, blocks, self._connected(), self.config.vni)
+                wanted = crosssubnet.plan(self.node.name, remotes, blocks, connected, self.config.vni)
                 self._skips.report(wanted.skipped)
                 crosssubnet.apply(wanted)
             else:
@@ -155,24 +169,36 @@ class BgpBackend:
 
         return [a.network for a in addrs.list_on(self.node.underlay_dev, socket.AF_INET)]
 
-    def _bird_config(self, remotes: list[Lease], blocks: list[Block]) -> BirdConfig:
-        connected = self._connected()
+    def _peer_plan(self, remotes: list[Lease], connected: list[IPv4Net]) -> peers.PeerPlan:
         me = peers.NodeRef(self.node.name, self.node.public_ip)
         others = [peers.NodeRef(l.node or str(l.public_ip), l.public_ip) for l in remotes
                   if l.backend_type == TYPE]
-        plan = peers.plan(me, others, asn=self.config.asn, reflectors=self.config.reflectors,
+        return peers.plan(me, others, asn=self.config.asn, reflectors=self.config.reflectors,
                           cluster_id=self.config.cluster_id, connected=connected, tor=self.config.tor)
-        if self.last_peers is None or plan.mode != self.last_peers.mode:
-            log.info("bgp topology", mode=plan.mode, peers=len(plan.peers))
-        self.last_peers = plan
+
+    def _bird_config(self, plan: peers.PeerPlan, blocks: list[Block], connected: list[IPv4Net]) -> BirdConfig:
         own_blocks = tuple(sorted(b.cidr for b in blocks if b.affinity == self.node.name))
         return BirdConfig(router_id=self.node.public_ip, asn=self.config.asn, pools=tuple(self.pools),
                           blocks=own_blocks, underlay=tuple(connected), underlay_dev=self.node.underlay_dev,
                           peers=plan.peers, rr_cluster_id=plan.rr_cluster_id,
                           skip_krt_source=crosssubnet.PROTO)
 
+    def _check(self, cfg: BirdConfig) -> None:
+        """`bird -p` on a config without peers or blocks (no store read: the agent may start
+        from its last known state): bad input or no BIRD fails the agent's start rather
+        than its first sync, and a running BIRD is not touched."""
+        path = f"{self.bird.conf}.check"
+        try:
+            check_config(render(cfg), path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
     def _configure(self, cfg: BirdConfig) -> None:
-        how = self.bird.apply(render(cfg))
+        # A BIRD that is not running but left routes in the kernel died (with its agent,
+        # or alone): start it in recovery so they stay until the peers resend theirs.
+        recover = not self.bird.running() and bool(routediff.owned(BIRD_PROTO))
+        how = self.bird.apply(render(cfg), recover=recover)
         if how != "unchanged":
             log.info("bird config applied", how=how, blocks=len(cfg.blocks), peers=len(cfg.peers))
 

@@ -10,8 +10,12 @@ Changes never restart BIRD: a new config is first checked with `bird -p`, then
 written in place and loaded with `birdc configure` (sessions whose definition did
 not change stay up). `graceful_stop` shuts BIRD down with `birdc graceful restart`:
 sessions close without a Cease notification, so the peers keep our routes as stale
-for the graceful restart time, and the kernel keeps its routes (`persist`); the next
-start uses `-R` to hold the kernel table until the sessions are back.
+for the graceful restart time, and the kernel keeps its routes (`persist`). A BIRD
+that was killed leaves the same state (its sessions close without a Cease, its
+kernel routes stay). Either way the next start uses `-R` (graceful restart
+recovery): the kernel table is left alone until the sessions are back — BIRD waits
+for a peer's End-of-RIB when the peer announced graceful restart and is not
+restarting itself — or `graceful restart wait` passes, so nothing is flushed meanwhile.
 """
 
 from __future__ import annotations
@@ -174,8 +178,9 @@ class Bird:
             raise KernelError(f"birdc {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}")
         return proc.stdout
 
-    def apply(self, text: str) -> str:
-        """Make BIRD run `text`: "unchanged", "configured" (birdc configure) or "started"."""
+    def apply(self, text: str, recover: bool = False) -> str:
+        """Make BIRD run `text`: "unchanged", "configured" (birdc configure) or "started"
+        (with `recover`, or after a graceful stop, in graceful restart recovery)."""
         os.makedirs(self.dir, exist_ok=True)
         running = self.running()
         if running and self.current_config() == text:
@@ -184,7 +189,7 @@ class Bird:
         check_config(text, candidate)
         os.replace(candidate, self.conf)
         if not running:
-            self.start()
+            self.start(recover)
             return "started"
         reply = self.birdc("configure")
         if "Reconfigured" not in reply and "Reconfiguration" not in reply:
@@ -192,13 +197,17 @@ class Bird:
         log.info("bird reconfigured", pid=self.pid())
         return "configured"
 
-    def start(self) -> int:
-        """Start BIRD on the config file (or adopt a running one); returns its pid."""
+    def start(self, recover: bool = False) -> int:
+        """Start BIRD on the config file (or adopt a running one); returns its pid.
+
+        `-R` (recovery) when asked — the caller saw routes of a BIRD that died — or
+        after a graceful stop (the marker): the routes it left stay until the sessions
+        have brought them back."""
         pid = self.pid()
         if pid is not None:
             log.info("bird already running; adopted", pid=pid)
             return pid
-        with_recovery = os.path.exists(self.marker)
+        with_recovery = recover or os.path.exists(self.marker)
         cmd = [BIRD, "-f", "-c", self.conf, "-s", self.ctl, "-P", self.pidfile]
         if with_recovery:
             cmd.append("-R")
@@ -208,7 +217,7 @@ class Bird:
                                                close_fds=True)
             except FileNotFoundError:
                 raise TulleError("bird is not installed (Debian package bird2)") from None
-        if with_recovery:
+        if os.path.exists(self.marker):
             os.unlink(self.marker)
         deadline = time.monotonic() + 5.0
         while True:
