@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.lab.conftest import needs_agent
+from tulle import procs
 from tulle.kernel import links, neigh, netns, routes
 from tulle.lab import agents, cluster, pods, state, topology
 
@@ -29,28 +30,43 @@ def loss(output: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-# Not udp: its data plane IS the agent process (TUN <-> socket loop in user space), so a
-# killed agent drops what arrives until it is back, as Flannel's udp backend does.
-@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
-def test_agent_killed_and_restarted_loses_no_packet(make_lab, backend):
+def forwarders(lab: str) -> list[int]:
+    """Pids of the lab's udp forwarders (their argv carries a control socket in the lab dir)."""
+    root = state.path(lab) + "/"
+    return procs.find(lambda args: "tulle.agent.backends.udp_forwarder" in args
+                      and any(a.startswith(root) for a in args))
+
+
+# udp's data plane is a user-space forwarder: it outlives its agent and the next agent
+# adopts it, so a restart (a crash or a clean stop) loses no packet there either.
+@pytest.mark.parametrize("backend,kill", [("vxlan", True), ("host-gw", True), ("udp", True), ("udp", False)],
+                         ids=["vxlan-kill", "host-gw-kill", "udp-kill", "udp-term"])
+def test_agent_restarted_loses_no_packet(make_lab, backend, kill):
     st = make_lab(nodes_count=2, backend=backend)
     lab = st.lab
     pods.add(lab, "n1", "a")
     b = pods.add(lab, "n2", "b")
-    ping = start_ping(lab, "a", b.ip, count=40)              # 4 s at 10/s
+    before = forwarders(lab)
+    ping = start_ping(lab, "a", b.ip, count=60)              # 6 s at 10/s
     try:
         time.sleep(0.5)
-        for node in ("n1", "n2"):                            # both ends crash and come back
+        for node in ("n1", "n2"):                            # both ends stop and come back
             old = state.load(lab).nodes[node]
-            new = cluster.agent_restart(lab, node, kill=True)
+            new = cluster.agent_restart(lab, node, kill=kill)
             assert new != old and not agents.alive(lab, node, old) and agents.alive(lab, node, new)
+        assert ping.poll() is None, "the restarts outlasted the ping: nothing was measured"
         out, _ = ping.communicate(timeout=30)
     finally:
         if ping.poll() is None:
             ping.kill()
             ping.wait()
     sent, received = loss(out)
-    assert sent == 40 and received == 40, out
+    assert sent == 60 and received == 60, out
+    assert len(before) == (2 if backend == "udp" else 0)
+    assert sorted(forwarders(lab)) == sorted(before)         # adopted, not replaced
+    if backend == "udp":
+        cluster.down(lab)
+        assert forwarders(lab) == [] and not any(procs.alive(pid) for pid in before)
 
 
 def vxlan_view(node_ns: str) -> dict:
@@ -90,3 +106,15 @@ def test_node_del_removes_it_from_every_other_node(make_lab):
                 break
             time.sleep(0.1)
         assert clean, (ns, view)
+
+
+def test_node_del_leaves_no_udp_forwarder(make_lab):
+    """A node that leaves takes its forwarder along (it outlives only its agent)."""
+    st = make_lab(nodes_count=2, backend="udp")
+    lab = st.lab
+    mine = procs.find(lambda args: any(a.startswith(state.path(lab, "n2") + "/") for a in args)
+                      and "tulle.agent.backends.udp_forwarder" in args)
+    assert len(mine) == 1
+    cluster.node_del(lab, "n2")
+    assert procs.wait_dead(mine[0], 5.0)
+    assert len(forwarders(lab)) == 1                         # n1's keeps serving

@@ -1,7 +1,8 @@
 """The udp backend on hand-built nodes (no agent): pods reach each other through the
 user-space loop (ICMP and a few MB of TCP), sync() changes the loop's table,
-a deleted TUN or a dead loop is restored by sync(), stop() leaves no process
-behind and teardown() removes the TUN."""
+a deleted TUN or a dead loop is restored by sync(), stop() leaves the loop
+forwarding for the next instance to adopt, a loop nobody recorded is replaced,
+and teardown() ends the loop and removes the TUN."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import pytest
 
 from tests.netns import topo
+from tulle import procs
 from tulle.agent.backends import base, udp
 from tulle.cluster.lease import Lease
 from tulle.kernel import addrs, links, routes
@@ -30,7 +32,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def cluster(topology):
+def cluster(topology, tmp_path):
     made: list[tuple[topo.Node, object]] = []
 
     def build(segments: list[int]):
@@ -38,7 +40,7 @@ def cluster(topology):
             segments, pod_mtu=topo.UNDERLAY_MTU - udp.OVERHEAD)
         backends, leases = [], []
         for node in nodes:
-            backend = base.create("udp", node.info(), {"Type": "udp"})
+            backend = base.create("udp", node.info(str(tmp_path / node.name)), {"Type": "udp"})
             made.append((node, backend))
             info = node.run(backend.prepare)
             assert info.mtu == topo.UNDERLAY_MTU - 28 and info.backend_data == {}
@@ -104,22 +106,48 @@ def test_restore_stop_restart_teardown(cluster):
     assert b1.pid not in (None, old) and not _alive(old)
     assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
-    # stop(): no process and no thread left; the TUN (data plane config) stays.
+    # stop() (the agent stops or dies): the loop stays, forwarding with its last table.
     threads = threading.active_count()
     pid = b1.pid
     b1.stop()
-    assert b1.pid is None and not _alive(pid)
+    assert b1.pid is None and _alive(pid)
     assert threading.active_count() <= threads
-    assert n1.run(links.get, udp.DEVICE) is not None
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
 
-    # An agent restart: a new instance re-attaches to the existing TUN.
-    again = base.create("udp", n1.info(), {"Type": "udp"})
+    # The next agent adopts it (the same process) and hands it the current table.
+    state_dir = b1.node.state_dir
+    again = base.create("udp", n1.info(state_dir), {"Type": "udp"})
     n1.run(again.start, leases[0])
+    assert again.pid == pid
+    n1.run(again.sync, leases[:1])          # no remote lease: n2 unreachable
+    assert not topo.ping_once(n1.pod.ns, nodes[1].pod.ip)
     n1.run(again.sync, leases)
-    try:
-        assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
-    finally:
-        pid = again.pid
-        n1.run(again.teardown)
+    assert again.pid == pid and topo.ping(n1.pod.ns, nodes[1].pod.ip)
+
+    # A loop nobody recorded (its agent died before writing the pidfile) is ended, not
+    # fought over: the next start() replaces it instead of failing on a busy TUN.
+    again.stop()
+    os.unlink(os.path.join(state_dir, udp.PIDFILE))
+    third = base.create("udp", n1.info(state_dir), {"Type": "udp"})
+    n1.run(third.start, leases[0])
+    n1.run(third.sync, leases)
+    assert third.pid not in (None, pid) and not _alive(pid)
+    assert topo.ping(n1.pod.ns, nodes[1].pod.ip)
+
+    # teardown() (the node leaves): no loop, no control socket, no TUN.
+    pid = third.pid
+    n1.run(third.teardown)
     assert not _alive(pid)
+    assert not os.path.exists(udp.control_path(state_dir)) and not os.path.exists(os.path.join(state_dir, udp.PIDFILE))
     assert n1.run(links.get, udp.DEVICE) is None
+
+
+def test_loop_exits_when_its_state_dir_goes(cluster):
+    """A loop left by a node whose state is removed (a node deleted by hand) does not
+    pin the node's netns: it exits once its control socket is gone."""
+    nodes, backends, leases = cluster([0, 0])
+    n1, b1 = nodes[0], backends[0]
+    pid = b1.pid
+    b1.stop()
+    os.unlink(udp.control_path(b1.node.state_dir))
+    assert procs.wait_dead(pid, 5.0)

@@ -11,34 +11,46 @@ nodes are carried in plain UDP datagrams by a user-space loop.
   loop               udp_forwarder.py: TUN → datagram to the owner of the
                      destination subnet; datagram from a known peer → TUN
 
-The TUN is persistent, so its address and route outlive the loop (an agent
-restart re-attaches). The loop is a child process, not a thread: see
-udp_forwarder's docstring for why.
+The TUN is persistent, so its address and route outlive the loop. The loop is a
+process of its own (see udp_forwarder's docstring for why) that outlives the
+agent, so a restart loses no packet — the way BIRD outlives a killed bgp agent.
+Its files are in the agent's state dir:
+  udp.ctl               control socket (the agent creates it and hands it over);
+                        its path in the forwarder's argv is the marker by which the
+                        agent (and `tulle lab down`) recognise the pid as ours
+  udp-forwarder.pid     the forwarder's pid
+  udp-forwarder.log     its output
+start() adopts a forwarder a previous agent left when its pidfile, its argv and
+its own answer on the control socket agree and it serves our address and port;
+otherwise it ends whatever forwarder of this state dir runs and starts one. Until
+the first sync() hands over the current table, an adopted forwarder keeps the last
+one it had. stop() leaves the forwarder running; teardown() (the node leaves) ends
+it and removes the TUN.
 
 Namespaces: start() and sync() must run on a thread inside the node's netns
 (the agent's threads are; tests use kernel.netns.run_in). The TUN descriptor and
 the UDP socket are opened by that thread, so they belong to the node's netns,
 and the loop process is forked from that thread, so it lives there too — it
-keeps working after the (short-lived) run_in thread is gone. stop() may be
-called from any thread.
+keeps working after the (short-lived) run_in thread is gone. stop() and
+teardown()'s end of the loop may be called from any thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
-import json
 import os
-import select
 import socket
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, TypeVar
 
+from tulle import procs
 from tulle.agent import log
 from tulle.agent.backends import routediff
+from tulle.agent.backends import udp_forwarder as fw
 from tulle.agent.backends.base import BackendInfo, NodeInfo, SkipWarnings
 from tulle.cluster.backendconf import UdpConfig
 from tulle.cluster.lease import Lease
@@ -54,6 +66,19 @@ REPLY_TIMEOUT = 5.0
 STOP_TIMEOUT = 2.0
 TXQUEUELEN = 2000   # the tun default (500) overflows while the loop catches up: TCP sees
                     # thousands of retransmits per second; 2000 absorbs the bursts
+CONTROL = "udp.ctl"
+PIDFILE = "udp-forwarder.pid"
+LOGFILE = "udp-forwarder.log"
+FORWARDER = "tulle.agent.backends.udp_forwarder"
+
+
+class ForwarderGone(TulleError):
+    """Nothing answers on the forwarder's control socket (dead, hung, or never there)."""
+
+
+def control_path(state_dir: str) -> str:
+    """The forwarder's control socket in an agent's state dir (also its argv marker)."""
+    return os.path.join(state_dir, CONTROL)
 
 
 def routing_table(remotes: list[Lease], own: Lease) -> tuple[dict[ipaddress.IPv4Network, ipaddress.IPv4Address],
@@ -83,10 +108,10 @@ class UdpBackend:
         self.own: Lease | None = None
         self.table: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
         self.stats: dict[str, int] = {}   # the loop's counters as of the last sync()
-        self._proc: subprocess.Popen | None = None
-        self._tun_fd = -1
-        self._sock: socket.socket | None = None
-        self._reply = b""
+        self.ctl = control_path(node.state_dir)
+        self.pidfile = os.path.join(node.state_dir, PIDFILE)
+        self.logfile = os.path.join(node.state_dir, LOGFILE)
+        self._pid: int | None = None      # the forwarder we started or adopted
         self._lock = threading.Lock()
         self._skips = SkipWarnings("udp: lease skipped", "subnet")
 
@@ -96,8 +121,9 @@ class UdpBackend:
 
     @property
     def pid(self) -> int | None:
-        """The loop's process id while it runs."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        """The forwarder's process id while it runs (checked by argv: a pid can be reused)."""
+        pid = self._pid
+        return pid if pid is not None and procs.alive(pid) and procs.carries(pid, self.ctl) else None
 
     # contract ---------------------------------------------------------------------
 
@@ -105,10 +131,12 @@ class UdpBackend:
         return BackendInfo(backend_data={}, mtu=self.mtu)   # Flannel's udp publishes no data
 
     def start(self, own: Lease) -> None:
+        """The TUN, and the forwarder: adopted when a previous agent left one, else started."""
         with self._lock:
             self.own = own
-            self._ensure_device()
-            self._start_loop()
+            if self._ensure_device():
+                self._end_loop()   # one still running is attached to a device that is gone
+            self._ensure_loop()
 
     def sync(self, remotes: list[Lease]) -> None:
         with self._lock:
@@ -117,27 +145,38 @@ class UdpBackend:
             table, skipped = routing_table(remotes, self.own)
             self._skips.leases(skipped)
             if self._ensure_device():
-                self._stop_loop()   # the old descriptor points at a device that is gone
+                self._end_loop()   # the old descriptor points at a device that is gone
             if self.pid is None:
-                if self._proc is not None:
-                    log.warning("udp forwarder died, restarting", code=self._proc.returncode)
-                self._stop_loop()
-                self._start_loop()
-            self._send_table(table)
+                if self._pid is not None:
+                    log.warning("udp forwarder died, restarting", pid=self._pid)
+                self._ensure_loop()
+            try:
+                self._send_table(table)
+            except ForwarderGone as exc:   # alive but not answering: a new one serves
+                log.warning("udp forwarder not answering, replacing it", pid=self._pid, error=exc.msg)
+                self._end_loop()
+                self._ensure_loop()
+                self._send_table(table)
 
     def update(self, remotes: list[Lease]) -> None:
         """Nothing to diff: the loop's table is replaced whole, which is all sync() writes."""
         self.sync(remotes)
 
     def stop(self) -> None:
+        """Agent shutdown: the forwarder keeps forwarding for the next agent to adopt."""
         with self._lock:
-            self._stop_loop()
+            if self.pid is not None:
+                log.info("udp forwarder left running", pid=self._pid, control=self.ctl)
+            self._pid = None
 
     def teardown(self) -> None:
+        """The node leaves: the forwarder ends, its files and the TUN go."""
         from tulle.kernel import links
 
         with self._lock:
-            self._stop_loop()
+            self._end_loop()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.ctl)
             if links.delete(DEVICE):
                 log.info("udp tun removed", dev=DEVICE)
 
@@ -192,85 +231,121 @@ class UdpBackend:
                               errno=exc.errno or 0) from None
         return sock
 
+    def _listen_control(self) -> socket.socket:
+        """The control socket, listening before the forwarder exists: a request made
+        while it starts waits in the backlog instead of being refused."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ctl)   # a dead forwarder's (its successor would exit on seeing ours)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.ctl)
+            os.chmod(self.ctl, 0o600)   # before listen(): nobody else can connect in between
+            sock.listen(16)
+        except OSError as exc:
+            sock.close()
+            raise KernelError(f"udp backend: cannot listen on {self.ctl}: {exc.strerror or exc}",
+                              errno=exc.errno or 0) from None
+        return sock
+
+    def _recorded_pid(self) -> int | None:
+        """The pidfile's pid when that process runs and carries our control path."""
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        return pid if pid > 0 and procs.alive(pid) and procs.carries(pid, self.ctl) else None
+
+    def _adoptable(self, pid: int) -> str | None:
+        """Why the running forwarder `pid` cannot be ours, or None when it can."""
+        try:
+            reply = self._request({"op": "status"})
+        except TulleError as exc:
+            return exc.msg
+        if reply.get("version") != fw.PROTOCOL:
+            return f"control protocol {reply.get('version')!r}, not {fw.PROTOCOL}"
+        if reply.get("pid") != pid:
+            return f"pid {reply.get('pid')!r} answers on {self.ctl}, not {pid}"
+        listen = [str(self.node.public_ip), self.port]
+        if reply.get("listen") != listen:
+            return f"it listens on {reply.get('listen')!r}, not {listen}"
+        self.stats = reply.get("stats", {})
+        return None
+
+    def _ensure_loop(self) -> None:
+        """Adopt the forwarder a previous agent left, else end any left and start one."""
+        pid = self._recorded_pid()
+        if pid is not None:
+            self._pid = pid
+            why = self._adoptable(pid)
+            if why is None:
+                log.info("udp forwarder already running; adopted", pid=pid)
+                return
+            log.warning("udp forwarder left by a previous agent is replaced", pid=pid, reason=why)
+        self._end_loop()
+        self._start_loop()
+
     def _start_loop(self) -> None:
-        """Open the TUN and the socket here (the node's netns) and hand both to a
-        fresh loop process, forked from this thread so it lives in this netns too."""
+        """Open the TUN, the UDP socket (both here: the node's netns) and the control
+        socket, hand all three to a fresh forwarder forked from this thread (so it lives
+        in this netns too), and wait until it answers."""
         from tulle.kernel import tun
 
-        self._tun_fd = _retry_busy(lambda: tun.attach(DEVICE))
+        os.makedirs(self.node.state_dir, exist_ok=True)
+        with contextlib.ExitStack() as ours:   # our copies, closed once the forwarder has them
+            tun_fd = _retry_busy(lambda: tun.attach(DEVICE))
+            ours.callback(os.close, tun_fd)
+            sock = _retry_busy(self._open_socket)
+            ours.callback(sock.close)
+            ctl = self._listen_control()
+            ours.callback(ctl.close)
+            fds = (tun_fd, sock.fileno(), ctl.fileno())
+            self._pid = procs.spawn([sys.executable, "-m", FORWARDER, "--control", self.ctl, *map(str, fds)],
+                                    self.logfile, pass_fds=fds)
+        _write_atomic(self.pidfile, f"{self._pid}\n")
+        log.info("udp forwarder started", pid=self._pid, dev=DEVICE, listen=f"{self.node.public_ip}:{self.port}",
+                 control=self.ctl)
         try:
-            self._sock = _retry_busy(self._open_socket)
-            fds = (self._tun_fd, self._sock.fileno())
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tulle.agent.backends.udp_forwarder", *map(str, fds)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=fds, close_fds=True)
-            self._reply = b""
-            log.info("udp forwarder started", pid=self._proc.pid, dev=DEVICE,
-                     listen=f"{self.node.public_ip}:{self.port}")
             self._send_table(self.table)   # also waits until the loop is up
         except BaseException:
-            self._stop_loop()
+            self._end_loop()
             raise
 
-    def _stop_loop(self) -> None:
-        """End the loop (EOF on its stdin, then SIGKILL by pid) and close our copies
-        of its descriptors. Bounded by STOP_TIMEOUT."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout):
-                try:
-                    stream.close()   # EOF: the loop's signal to return
-                except OSError:
-                    pass
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
-            log.info("udp forwarder stopped", pid=proc.pid, code=proc.returncode)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._tun_fd >= 0:
-            os.close(self._tun_fd)
-            self._tun_fd = -1
+    def _end_loop(self) -> None:
+        """End every forwarder of this state dir — ours, one recorded in the pidfile, one
+        a killed agent started without recording it — by pid after checking its argv."""
+        pids = {p for p in (self.pid, self._recorded_pid()) if p is not None}
+        pids.update(procs.find(lambda args: FORWARDER in args and self.ctl in args))
+        for pid in sorted(pids):
+            procs.stop(pid, self.ctl, timeout=STOP_TIMEOUT)
+            log.info("udp forwarder stopped", pid=pid)
+        self._pid = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pidfile)
+
+    def _request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            reply = fw.request(self.ctl, msg, REPLY_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            raise ForwarderGone(f"udp forwarder (pid {self._pid}) is not answering on {self.ctl}: "
+                                f"{exc or type(exc).__name__}") from None
+        if "error" in reply:
+            raise TulleError(f"udp forwarder refused {msg.get('op')!r}: {reply['error']}")
+        return reply
 
     def _send_table(self, table: dict[ipaddress.IPv4Network, ipaddress.IPv4Address]) -> None:
-        """Hand the table to the loop and wait until it is in force."""
-        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
-        msg = {"routes": [[str(net), str(ip)] for net, ip in table.items()], "port": self.port}
-        try:
-            self._proc.stdin.write(json.dumps(msg).encode() + b"\n")
-            self._proc.stdin.flush()
-            reply = self._read_reply()
-        except (OSError, ValueError) as exc:
-            raise TulleError(f"udp forwarder (pid {self._proc.pid}) is not answering: {exc}") from None
-        if "error" in reply:
-            raise TulleError(f"udp forwarder refused its table: {reply['error']}")
+        """Hand the table to the forwarder and wait until it is in force."""
+        reply = self._request({"op": "table", "routes": [[str(net), str(ip)] for net, ip in table.items()],
+                               "port": self.port})
         if self.table != table:
             log.info("udp table updated", routes={str(k): str(v) for k, v in table.items()})
         self.table = dict(table)
         self.stats = reply.get("stats", {})
 
-    def _read_reply(self) -> dict[str, Any]:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + REPLY_TIMEOUT
-        while b"\n" not in self._reply:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise OSError(f"no reply within {REPLY_TIMEOUT} s")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise OSError("the loop exited")
-            self._reply += chunk
-        line, self._reply = self._reply.split(b"\n", 1)
-        return json.loads(line)
-
 
 def _retry_busy(fn: Callable[[], T], wait: float = STOP_TIMEOUT) -> T:
-    """fn(), retried while the TUN or port is still held (EBUSY/EADDRINUSE): a loop
-    of the previous agent, killed with it, exits on EOF a moment later."""
+    """fn(), retried while the TUN or port is still held (EBUSY/EADDRINUSE): a forwarder
+    just ended may still be releasing its descriptors."""
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -279,6 +354,14 @@ def _retry_busy(fn: Callable[[], T], wait: float = STOP_TIMEOUT) -> T:
             if exc.errno not in (errno.EBUSY, errno.EADDRINUSE) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Whole or not at all: a reader never sees a half-written pid."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def factory(node: NodeInfo, config: UdpConfig) -> UdpBackend:
