@@ -89,6 +89,18 @@ def _pod_del(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc(args: argparse.Namespace) -> int:
+    """Exit 0: everything collected; 1: some step failed (each is named)."""
+    from tulle.lab import gc
+
+    report = gc.collect(args.lab)
+    for line in report.done:
+        print(line)
+    for line in report.failed:
+        print(f"tulle: gc: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _pods(args: argparse.Namespace) -> int:
     from tulle.lab import cluster, report, state
 
@@ -230,6 +242,25 @@ def _node_restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fault(args: argparse.Namespace) -> int:
+    from tulle.lab import faults
+
+    if args.fault == "store":
+        print(faults.store(args.lab, args.action))
+    elif args.fault == "partition":
+        print(faults.partition(args.lab, args.node))
+    elif args.fault == "heal":
+        print(faults.heal(args.lab, args.node))
+    elif args.fault == "loss":
+        print(faults.loss(args.lab, args.node, args.percent))
+    elif args.fault == "clear":
+        print(faults.clear(args.lab))
+    else:
+        for line in faults.active(args.lab) or ["no network fault"]:
+            print(line)
+    return 0
+
+
 def _demo_lab(args: argparse.Namespace) -> int:
     from tulle.lab.demo import run_demo
 
@@ -307,6 +338,11 @@ def add_parser(sub) -> None:
                    help="first mark the pod terminating and let it serve this long (default 0: at once)")
     p.set_defaults(func=_pod_del)
 
+    p = cmds.add_parser("gc", help="undo half-made pods (an add or del that was killed) and reclaim what no pod "
+                                   "owns: netns, servers, then CNI GC on every node (leases, rules)")
+    _lab_arg(p)
+    p.set_defaults(func=_gc)
+
     p = cmds.add_parser("pods", help="list pods")
     _lab_arg(p)
     p.add_argument("--json", action="store_true")
@@ -367,6 +403,29 @@ def add_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per pair before it counts as failed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_check)
+
+    fault = cmds.add_parser("fault", help="inject a fault (undone by its matching command and by lab down)")
+    fsub = fault.add_subparsers(dest="fault", required=True)
+    p = fsub.add_parser("store", help="etcd frozen (stop), killed (kill) or back (start); SQLite: write lock held")
+    _lab_arg(p)
+    p.add_argument("action", choices=("stop", "kill", "start"))
+    p.set_defaults(func=_fault)
+    for name, what in (("partition", "the node's fabric port drops every frame"),
+                       ("heal", "remove the node's network fault")):
+        p = fsub.add_parser(name, help=what)
+        _lab_arg(p)
+        p.add_argument("node")
+        p.set_defaults(func=_fault)
+    p = fsub.add_parser("loss", help="the node's fabric port drops PERCENT %% of frames each way (no netem here: "
+                                     "no delay fault)")
+    _lab_arg(p)
+    p.add_argument("node")
+    p.add_argument("percent", type=int)
+    p.set_defaults(func=_fault)
+    for name, what in (("clear", "remove every network fault"), ("list", "the network faults in place")):
+        p = fsub.add_parser(name, help=what)
+        _lab_arg(p)
+        p.set_defaults(func=_fault)
 
     node = cmds.add_parser("node", help="node operations").add_subparsers(dest="node_cmd", required=True)
     p = node.add_parser("add", help="a node joins (the lowest free n<k>); waits until every node routes to it")

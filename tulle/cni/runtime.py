@@ -1,6 +1,8 @@
 """A CNI runtime (the client side, as libcni does it): executes plugin binaries
 of a .conflist for one attachment, injecting name, cniVersion, runtimeConfig and
-prevResult, and caching the ADD result for DEL and CHECK.
+prevResult, and caching the ADD result for DEL and CHECK — with the attachment
+it belongs to, as libcni's cache does, so that GC can DEL a stale attachment
+the runtime no longer knows (then each plugin collects the rest itself).
 
 Used by tests, by `tulle cni` commands and by the lab, which wire pods exactly
 as a container runtime would.
@@ -14,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from tulle.cni import keys
 from tulle.cni.errors import INTERNAL, INVALID_CONFIG, NOT_FOUND, CNIError
 
 
@@ -37,7 +40,7 @@ def validate_conflist(conflist: dict) -> None:
     if not isinstance(plugins, list) or not plugins:
         raise CNIError(INVALID_CONFIG, "conflist: plugins must be a non-empty list")
     for p in plugins:
-        if not isinstance(p, dict) or not isinstance(p.get("type"), str):
+        if not isinstance(p, dict) or not isinstance(keys.get(p, "type"), str):
             raise CNIError(INVALID_CONFIG, f"conflist: every plugin needs a type, got {p!r}")
 
 
@@ -81,14 +84,15 @@ class Runtime:
             env.update(CNI_CONTAINERID=att.container_id, CNI_NETNS=att.netns, CNI_IFNAME=att.ifname)
             if att.args:
                 env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in att.args)
-        proc = subprocess.run([self.find(conf["type"])], input=json.dumps(conf).encode(), env=env,
+        kind = keys.get(conf, "type")
+        proc = subprocess.run([self.find(kind)], input=json.dumps(conf).encode(), env=env,
                               capture_output=True, check=False)
         out = proc.stdout.strip()
         if proc.returncode != 0:
             try:
                 raise CNIError.from_dict(json.loads(out))
             except (ValueError, AttributeError):
-                raise CNIError(INTERNAL, f"plugin {conf['type']} failed (exit {proc.returncode})",
+                raise CNIError(INTERNAL, f"plugin {kind} failed (exit {proc.returncode})",
                                proc.stderr.decode(errors="replace")) from None
         return json.loads(out) if out else None
 
@@ -96,16 +100,18 @@ class Runtime:
 
     @staticmethod
     def plugin_conf(conflist: dict, plugin: dict, att: Attachment | None, prev: dict | None) -> dict:
+        """What one plugin gets on stdin, as libcni builds it: the conflist's name and version,
+        the runtimeConfig of the capabilities it declares (a map: names match exactly), the
+        previous result. The plugin's own fields are read as Go reads them (tulle.cni.keys)."""
         conf = dict(plugin)
-        conf["cniVersion"] = effective_version(conflist)
-        conf["name"] = conflist["name"]
-        caps = plugin.get("capabilities") or {}
+        keys.update(conf, {"cniVersion": effective_version(conflist), "name": conflist["name"]})
+        caps = keys.get(plugin, "capabilities") or {}
         if att is not None:
             rc = {k: v for k, v in att.capability_args.items() if caps.get(k)}
             if rc:
-                conf["runtimeConfig"] = rc
+                keys.put(conf, "runtimeConfig", rc)
         if prev is not None:
-            conf["prevResult"] = prev
+            keys.put(conf, "prevResult", prev)
         return conf
 
     def add(self, conflist: dict, att: Attachment) -> dict:
@@ -133,14 +139,30 @@ class Runtime:
         self._cache_remove(conflist, att)
 
     def gc(self, conflist: dict, valid: list[tuple[str, str]]) -> None:
+        """libcni's GCNetworkList: DEL every cached attachment of this network that is not
+        `valid`, then GC each plugin with the valid ones; keeps going past errors and
+        raises the first at the end."""
         validate_conflist(conflist)
         if conflist.get("disableGC") is True:
             return
-        keep = [{"containerID": c, "ifname": i} for c, i in valid]
+        errors: list[CNIError] = []
+        keep = set(valid)
+        for att in self.cached_attachments(conflist):
+            if (att.container_id, att.ifname) not in keep:
+                try:
+                    self.delete(conflist, att)
+                except CNIError as exc:
+                    errors.append(exc)
+        listed = [{"containerID": c, "ifname": i} for c, i in valid]
         for plugin in conflist["plugins"]:
             conf = self.plugin_conf(conflist, plugin, None, None)
-            conf["cni.dev/valid-attachments"] = keep
-            self.exec_plugin("GC", conf, None)
+            conf["cni.dev/valid-attachments"] = listed
+            try:
+                self.exec_plugin("GC", conf, None)
+            except CNIError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def status(self, conflist: dict) -> None:
         validate_conflist(conflist)
@@ -148,6 +170,8 @@ class Runtime:
             self.exec_plugin("STATUS", self.plugin_conf(conflist, plugin, None, None), None)
 
     # --- result cache (what libcni keeps in /var/lib/cni/results) ---------
+
+    CACHE_KIND = "cniCacheV1"
 
     def _cache_path(self, conflist: dict, att: Attachment) -> str | None:
         if not self.cache_dir:
@@ -158,17 +182,46 @@ class Runtime:
         path = self._cache_path(conflist, att)
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as f:
-                json.dump(result, f)
+            record = {"kind": self.CACHE_KIND, "networkName": conflist["name"], "containerId": att.container_id,
+                      "ifName": att.ifname, "netns": att.netns, "cniArgs": [list(a) for a in att.args],
+                      "capabilityArgs": att.capability_args, "result": result}
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, path)       # a runtime killed while writing leaves no half record
+
+    def _cache_load(self, path: str) -> dict | None:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def _cache_read(self, conflist: dict, att: Attachment) -> dict | None:
         path = self._cache_path(conflist, att)
-        if not path or not os.path.exists(path):
+        data = self._cache_load(path) if path else None
+        if data is None:
             return None
-        with open(path) as f:
-            return json.load(f)
+        return data.get("result") if data.get("kind") == self.CACHE_KIND else data   # older caches: the result
 
     def _cache_remove(self, conflist: dict, att: Attachment) -> None:
         path = self._cache_path(conflist, att)
         if path and os.path.exists(path):
             os.unlink(path)
+
+    def cached_attachments(self, conflist: dict) -> list[Attachment]:
+        """The attachments of this network the cache holds a record of (libcni's
+        GetCachedAttachments); result-only files of older caches name none."""
+        if not self.cache_dir or not os.path.isdir(self.cache_dir):
+            return []
+        out = []
+        for name in sorted(os.listdir(self.cache_dir)):
+            data = self._cache_load(os.path.join(self.cache_dir, name))
+            if not data or data.get("kind") != self.CACHE_KIND or data.get("networkName") != conflist["name"]:
+                continue
+            out.append(Attachment(container_id=str(data.get("containerId", "")), netns=str(data.get("netns", "")),
+                                  ifname=str(data.get("ifName", "eth0")),
+                                  args=[(str(k), str(v)) for k, v in data.get("cniArgs") or []],
+                                  capability_args=dict(data.get("capabilityArgs") or {})))
+        return out

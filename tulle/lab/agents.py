@@ -9,7 +9,9 @@ would: the lease in the store, subnet.env on disk, and routes in the node netns.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import signal
 import sys
 import time
@@ -69,6 +71,22 @@ def kill(lab: str, node: str, pid: int) -> bool:
         return False
     procs.wait_dead(pid, 5.0)
     return True
+
+
+def wait_running(lab: str, node: str, pid: int, timeout: float = READY_TIMEOUT) -> None:
+    """The agent is up without the store (from its last known state): alive, and it wrote
+    subnet.env since it started. TulleError with its log when it exits or takes too long."""
+    started = time.time() - 1.0
+    deadline = time.monotonic() + timeout
+    path = nodes.subnet_file(lab, node)
+    while time.monotonic() < deadline:
+        if not procs.alive(pid):
+            raise TulleError(f"the agent of {node} exited at start:\n{log_tail(lab, node)}")
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mtime >= started:
+                return
+        time.sleep(0.05)
+    raise TulleError(f"the agent of {node} did not come up within {timeout:.0f} s:\n{log_tail(lab, node)}")
 
 
 def log_tail(lab: str, node: str, n: int = 15) -> str:

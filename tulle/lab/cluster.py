@@ -16,6 +16,7 @@ import signal
 from typing import Any
 
 from tulle import procs
+from tulle.agent import lastknown
 from tulle.cluster import netconfig
 from tulle.cluster.lease import DEFAULT_PREFIX, subnet_key
 from tulle.cluster.api import connect
@@ -26,6 +27,7 @@ from tulle.lab import agents, fabric, nodes, pods, podspec, state, topology
 from tulle.lab import bgp as lab_bgp
 from tulle.lab.session import open_lab_store, open_session
 from tulle.lab.state import LabState
+from tulle.store import StoreUnavailable
 from tulle.store.etcd_server import EtcdServer
 
 
@@ -113,6 +115,7 @@ def down(lab: str = "lab") -> bool:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)          # a process frozen by `lab fault store stop` too
     for pid in pids:
         if not procs.wait_dead(pid, 5.0):
             with contextlib.suppress(ProcessLookupError):
@@ -142,7 +145,7 @@ def status(lab: str = "lab") -> dict[str, Any]:
     leases: list = []
     local: dict[str, list[str]] = {}
     try:
-        kv = open_lab_store(plan)
+        kv = open_lab_store(plan, timeout=STATUS_STORE_TIMEOUT)
         try:
             leases = agents.leases(kv)
             local = lab_bgp.pod_blocks(plan, kv)
@@ -153,15 +156,23 @@ def status(lab: str = "lab") -> dict[str, Any]:
     out["nodes"] = []
     for node in plan.nodes:
         lease = agents.lease_of(node, leases)
+        stale = False
+        if "store_error" in out:               # what the agent last knew (its saved state), marked stale
+            known = lastknown.load(nodes.node_dir(lab, node.name), DEFAULT_PREFIX)
+            lease, stale = (known.own if known else None), True
         pid = st.nodes.get(node.name, 0)
         out["nodes"].append({
             "name": node.name, "segment": plan.segments[node.segment].bridge, "underlay_ip": str(node.ip.ip),
             "subnet": str(lease.subnet) if lease else None, "netns": node.netns,
             "agent_pid": pid, "agent_alive": agents.alive(lab, node.name, pid),
+            **({"stale": True} if stale else {}),
         })
     lab_bgp.annotate_status(plan, out, local)
     out["pods"] = pod_list(st)
     return out
+
+
+STATUS_STORE_TIMEOUT = 1.0   # seconds per store request before `lab status` answers from what it knows
 
 
 def pod_list(st: LabState) -> list[dict[str, str]]:
@@ -245,7 +256,13 @@ def agent_restart(lab: str, node: str, kill: bool = False, timeout: float = agen
             agents.stop(lab, node, pid)
         st.nodes[node] = agents.start(plan, where)
         state.save(st)
-    kv = open_lab_store(plan)
+    try:
+        kv = open_lab_store(plan, timeout=STATUS_STORE_TIMEOUT)
+    except StoreUnavailable:
+        # The agent starts from its last known state and keeps the data plane; it registers
+        # when the store is back. Ready means: it runs (and has not exited on a start error).
+        agents.wait_running(lab, node, st.nodes[node], timeout)
+        return st.nodes[node]
     try:
         agents.wait_ready(plan, kv, st.nodes, timeout)
     finally:

@@ -7,7 +7,8 @@ module's clear error, and the server answers from the moment it exists. A
 container without ports has nothing to answer, so it costs no process.
 
 Every server's argv carries its log path under the lab's state dir: `lab down`
-finds it by that, and `stop` signals a pid only while it still carries it.
+finds it by that, `stop` signals a pid only while it still carries it, and
+finds the servers of an add that was killed before it recorded their pids.
 """
 
 from __future__ import annotations
@@ -106,10 +107,41 @@ def _stop_quietly(pid: int, log: str) -> None:
         procs.stop(pid, log)
 
 
-def stop(lab: str, namespace: str, name: str, servers: dict[str, int]) -> None:
-    """Stop a pod's servers (TERM all, then wait) and remove its files."""
-    for container, pid in servers.items():     # all at once: they end in parallel
-        procs.signal_pid(pid, log_path(lab, namespace, name, container), signal.SIGTERM)
-    for container, pid in servers.items():
-        procs.stop(pid, log_path(lab, namespace, name, container))
-    shutil.rmtree(pod_dir(lab, namespace, name), ignore_errors=True)
+def running(lab: str, namespace: str, name: str) -> dict[int, str]:
+    """The pod's server processes, found by the log path in their argv: pid -> that path."""
+    folder = pod_dir(lab, namespace, name) + os.sep
+    out: dict[int, str] = {}
+    for pid in procs.find(lambda args: any(a.startswith(folder) for a in args)):
+        marker = next((a for a in procs.cmdline(pid) if a.startswith(folder)), "")
+        if marker:
+            out[pid] = marker
+    return out
+
+
+def present(lab: str) -> set[tuple[str, str]]:
+    """(namespace, name) of every pod of the lab with a folder or a server running from one
+    ('_' is in no namespace or pod name)."""
+    root = state.path(lab, "pods")
+    try:
+        names = set(os.listdir(root))
+    except FileNotFoundError:
+        names = set()
+    for pid in procs.find(lambda args: any(a.startswith(root + os.sep) for a in args)):
+        names |= {a[len(root) + 1:].split(os.sep, 1)[0] for a in procs.cmdline(pid) if a.startswith(root + os.sep)}
+    return {(ns, pod) for ns, sep, pod in (n.partition("_") for n in names) if sep}
+
+
+def stop(lab: str, namespace: str, name: str, servers: dict[str, int]) -> bool:
+    """Stop a pod's servers (TERM all, then wait) and remove its files; those `servers` names
+    and any other still running from its folder (an add killed before it recorded them).
+    Returns whether there was anything to stop or remove."""
+    targets = {pid: log_path(lab, namespace, name, c) for c, pid in servers.items() if procs.alive(pid)}
+    targets.update(running(lab, namespace, name))
+    for pid, marker in targets.items():         # all at once: they end in parallel
+        procs.signal_pid(pid, marker, signal.SIGTERM)
+    for pid, marker in targets.items():
+        procs.stop(pid, marker)
+    folder = pod_dir(lab, namespace, name)
+    found = bool(targets) or os.path.exists(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return found

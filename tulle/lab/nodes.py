@@ -16,7 +16,7 @@ from tulle.kernel import addrs, links, netns, routes, sysctl
 from tulle.lab import state
 from tulle.lab.topology import UNDERLAY_DEV, Node, Plan
 
-CNI_VERSION = "1.0.0"
+CNI_VERSION = "1.1.0"          # GC and STATUS (spec 1.1): `lab gc` collects through the conflist
 NETWORK_NAME = "tulle"
 
 

@@ -10,8 +10,22 @@ container with ports is one server process (tulle.lab.containers); the
 containers of a pod share its netns, so they reach each other on 127.0.0.1.
 
 Order, so that a failure is clean: the Pod object is written (Pending) → netns +
-CNI ADD → servers → status Running/Ready. Each step pushes its undo as it
-succeeds; any failure, Ctrl-C included, undoes all of it, the object too.
+CNI ADD → servers → status Running/Ready → the pod's entry in state.json. Each
+step pushes its undo as it succeeds; any failure, Ctrl-C included, undoes all of
+it, the object too.
+
+A SIGKILL undoes nothing, so the object is also the record of intent: written
+before the first side effect, and every part of the pod is named from it (netns
+`topology.pod_netns`, CNI container id `container_id`, servers under
+`containers.pod_dir`, the node in spec.nodeName). A Pod object without a state
+entry, whose pod lock no live command holds, is a pod whose add (or del) was
+killed: the next `pod del` or `pod add` of that name undoes all of it, whatever
+step it stopped at, after waiting for the children the killed command left
+running (tulle.lab.leftovers); `tulle lab gc` does it for every such pod and
+runs CNI GC on each node (tulle.lab.gc), as do an add or del that met leftovers.
+
+Pods are made concurrently (see tulle.lab.session): a `pod add` holds its pod's
+lock, and the lab's state lock only while it writes state.json.
 """
 
 from __future__ import annotations
@@ -26,9 +40,9 @@ from tulle.cluster import errors
 from tulle.cni.runtime import Attachment, Runtime
 from tulle.errors import ExistsError, NotFoundError, TulleError
 from tulle.kernel import links, netns
-from tulle.lab import containers, nodes, podspec, schedule, state, topology
+from tulle.lab import containers, leftovers, nodes, podspec, schedule, state, topology
 from tulle.lab.podspec import DEFAULT_NAMESPACE
-from tulle.lab.session import Session, open_session
+from tulle.lab.session import Session, open_session, pod_session
 from tulle.lab.state import LabState, PodState
 from tulle.lab.topology import Node
 
@@ -63,6 +77,11 @@ def _pod_ip(result: dict) -> str:
     raise TulleError(f"the CNI result has no IPv4 address: {result}")
 
 
+def valid_attachments(st: LabState, node: str) -> list[tuple[str, str]]:
+    """CNI GC's keep-list on `node`: (container id, ifname) of the pods that run there."""
+    return [(p.container_id, Attachment.ifname) for p in st.pods.values() if p.node == node and not p.host_network]
+
+
 def pods_per_node(st: LabState) -> dict[str, int]:
     counts = {n: 0 for n in st.nodes}
     for p in st.pods.values():
@@ -74,10 +93,15 @@ def pods_per_node(st: LabState) -> dict[str, int]:
 
 def add(lab: str, node: str, pod: str, namespace: str = DEFAULT_NAMESPACE, labels: dict[str, str] | None = None,
         ports: list[dict] | None = None) -> PodState:
-    """`tulle lab pod add`: a Pod object bound to `node`, run; on failure nothing of it is left."""
-    with open_session(lab) as s:
+    """`tulle lab pod add`: a Pod object bound to `node`, run; on failure nothing of it is left.
+    Runs alongside other adds and dels; a half-made pod of that name is undone first."""
+    topology.check_namespace(namespace)
+    topology.check_pod_name(pod)
+    with pod_session(lab, namespace, pod) as s:
         s.plan.node(node)                      # a clear error before anything is written
-        return create(s, podspec.pod_manifest(namespace, pod, node, labels, ports))[1]
+        ps = create(s, podspec.pod_manifest(namespace, pod, node, labels, ports))[1]
+    _collect_after(s)
+    return ps
 
 
 def create(s: Session, manifest: dict, warnings: list[str] | None = None) -> tuple[dict, PodState]:
@@ -89,9 +113,13 @@ def create(s: Session, manifest: dict, warnings: list[str] | None = None) -> tup
     name = str(md.get("name") or "")
     topology.check_namespace(namespace)
     topology.check_pod_name(name)
+    with state.pod_locked(s.lab, namespace, name, wait=False):    # held already by `add`
+        _undo_interrupted(s, namespace, name)
+        return _make(s, body, namespace, name, warnings)
+
+
+def _make(s: Session, body: dict, namespace: str, name: str, warnings: list[str] | None) -> tuple[dict, PodState]:
     k = podspec.key(namespace, name)
-    if k in s.st.pods:
-        raise errors.already_exists_error("pods", name)
     spec = body.setdefault("spec", {})
     if not spec.get("nodeName"):               # the scheduler's binding
         spec["nodeName"] = schedule.least_loaded([n.name for n in s.plan.nodes], pods_per_node(s.st))
@@ -99,7 +127,7 @@ def create(s: Session, manifest: dict, warnings: list[str] | None = None) -> tup
     wanted = podspec.containers_of(body)       # refuses what the lab cannot serve, before any write
     body["status"] = podspec.pending_status(s.client.clock())
     with contextlib.ExitStack() as undo:
-        obj = s.client.create(body)
+        obj = s.client.create(body)            # the record of intent: before any side effect
         undo.callback(_forget, s, namespace, name)
         if warnings is not None:
             warnings += s.client.warnings
@@ -108,10 +136,28 @@ def create(s: Session, manifest: dict, warnings: list[str] | None = None) -> tup
         ids = {c: f"tulle://{pid}" for c, pid in ps.servers.items()}
         status = podspec.running_status(obj, ps.ip, str(node.ip.ip), now, ids)
         obj = s.client.mutate("pods", name, namespace, lambda o: o.__setitem__("status", status), status=True)
-        s.st.pods[k] = ps
-        s.save()
+        s.update(lambda st: _record(st, k, ps))
         undo.pop_all()
     return obj, ps
+
+
+def _record(st: LabState, k: str, ps: PodState) -> None:
+    if ps.node not in st.nodes:                # `node del` ran meanwhile: the pod has no node left
+        raise NotFoundError(f"node {ps.node} left lab {st.lab!r} while pod {k} was being added")
+    st.pods[k] = ps
+
+
+def _undo_interrupted(s: Session, namespace: str, name: str) -> None:
+    """Before an add (the caller holds the pod's lock): AlreadyExists for a running pod; a
+    half-made one — its object without a state entry, or parts without either — is undone."""
+    if podspec.key(namespace, name) in state.load(s.lab).pods:
+        raise errors.already_exists_error("pods", name)
+    old = s.client.find("pods", name, namespace)
+    traces = (netns.path_of(topology.pod_netns(s.lab, name, namespace)), containers.pod_dir(s.lab, namespace, name))
+    if old is None and not any(os.path.exists(t) for t in traces):
+        return                                 # the usual case: nothing of it was ever made
+    _undo(s, namespace, name, old, None)
+    s.reclaimed.append(podspec.key(namespace, name))
 
 
 def _start(s: Session, obj: dict, node: Node, wanted: tuple[podspec.Container, ...],
@@ -126,7 +172,7 @@ def _start(s: Session, obj: dict, node: Node, wanted: tuple[podspec.Container, .
     else:
         pod_ns = run_ns = topology.pod_netns(lab, name, namespace)
         where = f"pod {namespace}/{name}"
-        if netns.exists(pod_ns):
+        if netns.exists(pod_ns):                # not ours to undo: the pod's lock is held and it was clear
             raise ExistsError(f"netns {pod_ns} already exists")
         path = netns.create(pod_ns)
         undo.callback(netns.remove, pod_ns)
@@ -159,46 +205,84 @@ def _quiet_delete(node_path: str, rt: Runtime, conf: dict, att: Attachment) -> N
 # --- removing ----------------------------------------------------------------------------
 
 def delete(lab: str, pod: str, namespace: str = DEFAULT_NAMESPACE, grace_period: float = 0) -> None:
-    """`tulle lab pod del`: stop and unwire the pod, then delete its object.
+    """`tulle lab pod del`: stop and unwire the pod, then delete its object; a half-made pod
+    (an add that was killed) is undone, whatever step it had reached.
 
     With a grace period (kubectl's graceful deletion) the Pod is first marked terminating
     and keeps running and serving for that long — its endpoint turns ready=false,
     terminating=true, serving as its Ready condition says — then it is torn down; like
-    `kubectl delete`, the command waits. The lab's lock is not held while it waits."""
+    `kubectl delete`, the command waits. No lock is held while it waits."""
+    try:
+        topology.check_namespace(namespace)
+        topology.check_pod_name(pod)
+    except TulleError:
+        raise errors.not_found_error("pods", pod) from None   # no pod can have such a name
     if grace_period > 0:
-        with open_session(lab) as s:
+        with open_session(lab, lock=False) as s:
             s.client.terminate("pods", pod, namespace, int(math.ceil(grace_period)))
         time.sleep(grace_period)
-    with open_session(lab) as s:
+    with pod_session(lab, namespace, pod) as s:
         remove(s, namespace, pod)
+    _collect_after(s)
 
 
 def remove(s: Session, namespace: str, name: str) -> None:
-    """Tear a pod down and delete its object; NotFound when there is neither."""
+    """Tear a pod down and delete its object; NotFound when nothing of it exists."""
     k = podspec.key(namespace, name)
-    known = k in s.st.pods
-    if known:
-        teardown(s.st, k)
-        s.save()
-    try:
-        s.client.delete("pods", name, namespace)
-    except errors.NotFound:
-        if not known:
-            raise
+    with state.pod_locked(s.lab, namespace, name, wait=False):    # held already by `delete`
+        ps = state.load(s.lab).pods.get(k)
+        obj = s.client.find("pods", name, namespace)
+        if not _undo(s, namespace, name, obj, ps):
+            raise errors.not_found_error("pods", name)
+        if ps is None:
+            s.reclaimed.append(k)
 
 
-def teardown(st: LabState, k: str) -> None:
-    """Stop a pod's servers, CNI DEL on its node, remove its netns (the caller saves the state)."""
-    p = st.pods[k]
-    namespace, name = podspec.split_ref(k)
-    containers.stop(st.lab, namespace, name, p.servers)
-    if not p.host_network:
-        node_ns = topology.node_netns(st.lab, p.node)
-        if netns.exists(node_ns):
-            netns.run_in(netns.path_of(node_ns), runtime(st.lab, p.node).delete,
-                         nodes.conflist(st.lab, p.node), _attachment(st.lab, namespace, name, p.container_id))
-        netns.remove(p.netns)
-    del st.pods[k]
+def _undo(s: Session, namespace: str, name: str, obj: dict | None, ps: PodState | None) -> bool:
+    """All of a pod: its runtime side, then its object; whether any of it existed."""
+    found = _unmake(s, namespace, name, obj, ps)
+    if obj is not None:
+        with contextlib.suppress(errors.NotFound):
+            s.client.delete("pods", name, namespace)
+    return found or obj is not None
+
+
+def _unmake(s: Session, namespace: str, name: str, obj: dict | None, ps: PodState | None) -> bool:
+    """Undo a pod's runtime side from what its record says (`ps`, else its object, else only
+    the derived names) and drop its state entry; returns whether any part of it existed.
+    Idempotent, so a del that was itself killed is finished by the next one."""
+    lab = s.lab
+    cid = container_id(lab, namespace, name)
+    pod_ns = topology.pod_netns(lab, name, namespace)
+    leftovers.wait_children(lab, cid, pod_ns)   # a killed add's ip/CNI children finish first
+    if ps is not None:
+        node, host_net, servers = ps.node, ps.host_network, ps.servers
+    else:
+        node = str(((obj or {}).get("spec") or {}).get("nodeName") or "") or None
+        host_net, servers = obj is not None and podspec.host_network(obj), {}
+    found = containers.stop(lab, namespace, name, servers)
+    if not host_net:
+        found = found or os.path.exists(netns.path_of(pod_ns))
+        node_ns = topology.node_netns(lab, node) if node else ""
+        if node_ns and netns.exists(node_ns):   # DEL of what never happened is fine: no need to know how far ADD got
+            netns.run_in(netns.path_of(node_ns), runtime(lab, node).delete, nodes.conflist(lab, node),
+                         _attachment(lab, namespace, name, cid))
+        netns.remove(pod_ns)                    # its veth goes with it
+    if ps is not None:
+        s.update(lambda st: st.pods.pop(podspec.key(namespace, name), None))
+    return found or ps is not None
+
+
+def _collect_after(s: Session) -> None:
+    """An add or del that undid a half-made pod runs the lab's GC once it let go of its locks
+    (the GC waits until no other pod is half-way): what the pod's record could not name is
+    reclaimed too. Housekeeping only: its failure does not fail the add or del that is done
+    (`tulle lab gc` names every failed step)."""
+    if s.reclaimed:
+        from tulle.lab import gc
+
+        with contextlib.suppress(TulleError):
+            gc.collect(s.lab)
 
 
 # --- finding a pod -----------------------------------------------------------------------

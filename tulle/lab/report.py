@@ -24,6 +24,8 @@ def nodes_table(status: dict[str, Any]) -> Table:
     for n in status["nodes"]:
         agent = f"[green]pid {n['agent_pid']}[/]" if n["agent_alive"] else f"[red]down ({n['agent_pid']})[/]"
         subnet = n["subnet"] or "[red]no lease[/]"
+        if n.get("stale"):
+            subnet += " [yellow](last known)[/]"
         if bgp and n["subnet"]:
             subnet = ", ".join(n.get("blocks", [])) or "-"
         t.add_row(n["name"], n["segment"], n["underlay_ip"], subnet, agent,

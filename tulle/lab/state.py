@@ -8,7 +8,18 @@ kubelet and its container runtime do): the sandbox netns, the CNI container id
 and result address, the server pids. The Pod objects themselves (labels, ports,
 status) are in the store. It is written
 atomically (temp file + rename) so a reader never sees half a file, and
-changes happen under an flock so two `tulle lab` commands don't lose updates.
+every change is a read-modify-write under an flock (`update`), so two `tulle
+lab` commands don't lose each other's updates.
+
+Three flocks order the lab's commands (always taken in this order, and a
+killed command's locks go with it):
+- the runtime lock (`runtime_locked`): shared by every `pod add`/`pod del`
+  for its whole run, exclusive for commands that change the lab as a whole
+  (apply, delete, node del, gc): those see no pod half-way;
+- one lock per pod (`pod_locked`): one command at a time makes or unmakes a
+  given pod, and a pod whose lock is free has no live command working on it;
+- the state lock (`locked`): around each read-modify-write of state.json
+  only, never across a CNI call.
 """
 
 from __future__ import annotations
@@ -18,14 +29,19 @@ import dataclasses
 import fcntl
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
-from tulle.errors import NotFoundError, TulleError
+from tulle.errors import NotFoundError, TryAgain, TulleError
 from tulle.lab import topology
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+RUNTIME_LOCK = "runtime.lock"
+POD_LOCK_DIR = "locks"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,13 +100,17 @@ def exists(lab: str) -> bool:
     return os.path.isdir(topology.state_dir(lab))
 
 
+def _missing(lab: str) -> NotFoundError:
+    return NotFoundError(f"lab {lab!r} does not exist (tulle lab up --lab {lab})")
+
+
 def load(lab: str) -> LabState:
     topology.check_lab_name(lab)
     try:
         with open(path(lab, STATE_FILE)) as f:
             return LabState.from_json(json.load(f))
     except FileNotFoundError:
-        raise NotFoundError(f"lab {lab!r} does not exist (tulle lab up --lab {lab})") from None
+        raise _missing(lab) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise TulleError(f"lab {lab!r}: unreadable {path(lab, STATE_FILE)}: {exc}") from None
 
@@ -106,15 +126,107 @@ def save(state: LabState) -> None:
     os.replace(tmp, target)
 
 
+def update(lab: str, change: Callable[[LabState], T]) -> tuple[LabState, T]:
+    """Read state.json, apply `change`, write it back, all under the state lock; returns the
+    new state and what `change` returned. An exception from `change` writes nothing."""
+    with locked(lab):
+        st = load(lab)
+        out = change(st)
+        save(st)
+    return st, out
+
+
+@dataclass
+class _Held:
+    fd: int
+    shared: bool
+    depth: int = 1
+
+
+_held: dict[tuple[str, int], _Held] = {}    # (lock file, thread) -> the flock this thread holds
+
+
 @contextlib.contextmanager
-def locked(lab: str) -> Iterator[None]:
-    """Serialize changes to one lab across processes (released when the process dies)."""
-    fd = os.open(path(lab, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _flock(lock_path: str, shared: bool = False, wait: bool = True, busy: str = "") -> Iterator[None]:
+    """flock `lock_path`; re-entrant for the thread that holds it (a session that holds the
+    lab's locks calls code that takes them too). Busy without `wait`: TryAgain(`busy`)."""
+    key = (lock_path, threading.get_ident())
+    held = _held.get(key)
+    if held is not None:
+        if held.shared and not shared:
+            raise TulleError(f"{lock_path}: cannot upgrade a shared lock (release it first)")
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        raise TryAgain(busy or f"{lock_path} is held by another command") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    _held[key] = _Held(fd, shared)
+    try:
         yield
     finally:
+        del _held[key]
         os.close(fd)
+
+
+def _lab_file(lab: str, *parts: str) -> str:
+    """A lock file of an existing lab (a missing lab is the usual clear error)."""
+    if not exists(lab):
+        raise _missing(lab)
+    return path(lab, *parts)
+
+
+@contextlib.contextmanager
+def locked(lab: str) -> Iterator[None]:
+    """The state lock: serializes changes to state.json across processes (released when
+    the process dies)."""
+    with _flock(_lab_file(lab, LOCK_FILE)):
+        yield
+
+
+@contextlib.contextmanager
+def runtime_locked(lab: str, exclusive: bool = False) -> Iterator[None]:
+    """Shared: this command makes or unmakes pods alongside others. Exclusive: no pod is
+    being made or unmade by anyone else while it is held."""
+    with _flock(_lab_file(lab, RUNTIME_LOCK), shared=not exclusive):
+        yield
+
+
+def pod_lock_path(lab: str, namespace: str, name: str) -> str:
+    # Never removed: unlinking a lock file another process waits on would let two hold it.
+    folder = _lab_file(lab, POD_LOCK_DIR)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"{namespace}_{name}")
+
+
+@contextlib.contextmanager
+def pod_locked(lab: str, namespace: str, name: str, wait: bool = True) -> Iterator[None]:
+    """One command at a time makes or unmakes pod `namespace/name`; without `wait`, a pod
+    another command is working on is TryAgain."""
+    busy = f"pod {namespace}/{name} is being added or deleted by another command: try again when it is done"
+    with _flock(pod_lock_path(lab, namespace, name), wait=wait, busy=busy):
+        yield
+
+
+def pod_busy(lab: str, namespace: str, name: str) -> bool:
+    """Whether a live command (another process, or this thread) works on the pod now."""
+    key = (pod_lock_path(lab, namespace, name), threading.get_ident())
+    if key in _held:
+        return True
+    try:
+        with pod_locked(lab, namespace, name, wait=False):
+            return False
+    except TryAgain:
+        return True
 
 
 def create_dir(lab: str) -> str:

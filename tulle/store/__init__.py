@@ -30,8 +30,10 @@ __all__ = ["KV", "Compacted", "Event", "LeaseExpired", "Store", "StoreError", "S
            "open_store"]
 
 
-def open_store(url: str, *, netns: str | None = None, history: int | None = None) -> Store:
-    """Open the store at `url`; StoreUnavailable (naming the URL) when it cannot be reached."""
+def open_store(url: str, *, netns: str | None = None, history: int | None = None,
+               timeout: float | None = None) -> Store:
+    """Open the store at `url`; StoreUnavailable (naming the URL) when it cannot be reached.
+    `timeout` bounds each etcd connect and request (a reader that must answer fast: status)."""
     scheme, _, rest = url.partition("://")
     if not _:
         scheme, rest = "sqlite", url
@@ -49,5 +51,6 @@ def open_store(url: str, *, netns: str | None = None, history: int | None = None
         parts = urlsplit(f"etcd://{rest}")
         query = parse_qs(parts.query)
         ns = netns or (query.get("netns") or [None])[0]
-        return EtcdStore(parse_endpoints(parts.netloc), netns=path_of(ns) if ns else None)
+        times = {"connect_timeout": timeout, "request_timeout": timeout} if timeout else {}
+        return EtcdStore(parse_endpoints(parts.netloc), netns=path_of(ns) if ns else None, **times)
     raise ConfigError(f"unknown store URL {url!r}: expected sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT]")
