@@ -210,7 +210,9 @@ def _control(c: dict) -> list[str]:
 def _objects(o: dict) -> list[str]:
     sl, fl = o["slice"], o["store_floor_s"]
     fo = o["failover"]["takeover_s"]
-    return ["## Cluster objects", "",
+    run = o.get("run")
+    source = [f"Measured in run {run['id']} ({run['started']}): {run['note']}.", ""] if run else []
+    return ["## Cluster objects", "", *source,
             f"A 3-node host-gw lab, SQLite store, {o['rounds']} rounds alternated with the store's floor (a plain "
             "key write until a watcher sees it). Ready: a Pod object's status turns Ready under a Service's "
             "selector, until the endpoints controller's EndpointSlice write is seen; deleted: the Pod object "
