@@ -78,7 +78,7 @@ def conflist(plan: Plan, node: Node) -> dict[str, Any]:
             {"type": "tulle-routed", "mtu": ROUTED_MTU if plan.tor_bgp else CROSS_SUBNET_MTU,
              "agentSocket": nodes.agent_socket(lab, name),
              "ipam": {"type": "tulle-blocks", "store": plan.store_url(), "node": name}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
+            nodes.portmap(lab, name),
         ],
     }
 

@@ -67,9 +67,16 @@ def fabric_conflist(lab: str, node: str) -> dict:
             {"type": "tulle", "subnetFile": subnet_file(lab, node), "agentSocket": agent_socket(lab, node),
              "dataDir": node_dir(lab, node, "cni"),
              "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
+            portmap(lab, node),
         ],
     }
+
+
+def portmap(lab: str, node: str) -> dict:
+    """Every lab conflist's last plugin. It names the node's agent socket as the first one
+    does: without it the executable finds no agent at the default path and runs standalone,
+    ~0.25 s of CPU per ADD or DEL (interpreter, imports, nft) instead of ~0.02 s."""
+    return {"type": "portmap", "capabilities": {"portMappings": True}, "agentSocket": agent_socket(lab, node)}
 
 
 def _setup_node(plan: Plan, node: Node) -> None:

@@ -264,7 +264,7 @@ def _unmake(s: Session, namespace: str, name: str, obj: dict | None, ps: PodStat
     if not host_net:
         found = found or os.path.exists(netns.path_of(pod_ns))
         node_ns = topology.node_netns(lab, node) if node else ""
-        if node_ns and netns.exists(node_ns):   # DEL of what never happened is fine: no need to know how far ADD got
+        if node and netns.exists(node_ns):      # DEL of what never happened is fine: no need to know how far ADD got
             netns.run_in(netns.path_of(node_ns), runtime(lab, node).delete, nodes.conflist(lab, node),
                          _attachment(lab, namespace, name, cid))
         netns.remove(pod_ns)                    # its veth goes with it
