@@ -307,13 +307,7 @@ class Client:
                     return self.create(obj), "created"
                 except errors.AlreadyExists:
                     continue
-            body = copy.deepcopy(obj)
-            md = meta(body)
-            for f in SERVER_METADATA:
-                if f in old["metadata"]:
-                    md[f] = old["metadata"][f]
-            if k.kind == "Service":
-                _keep_allocations(body, old)
+            body = applied(obj, old)
             try:
                 new = self.update(body)
             except errors.Conflict:
@@ -447,6 +441,23 @@ class Client:
         new_ips, new_ports = allocators.service_claims(new)
         self._release(([i for i in old_ips if i not in new_ips], [p for p in old_ports if p not in new_ports]),
                       allocators.owner_of(old))
+
+
+def applied(obj: dict, old: dict) -> dict:
+    """What `kubectl apply` of `obj` over the stored `old` writes: the manifest's fields, and
+    what the server or a controller set that the manifest leaves out (server metadata, a
+    Service's allocated ClusterIP and NodePorts, a Pod's nodeName from the scheduler)."""
+    body = copy.deepcopy(obj)
+    md = meta(body)
+    for f in SERVER_METADATA:
+        if f in old["metadata"]:
+            md[f] = old["metadata"][f]
+    kind = body.get("kind")
+    if kind == "Service":
+        _keep_allocations(body, old)
+    elif kind == "Pod" and (old.get("spec") or {}).get("nodeName"):
+        body.setdefault("spec", {}).setdefault("nodeName", old["spec"]["nodeName"])
+    return body
 
 
 def _keep_allocations(body: dict, old: dict) -> None:

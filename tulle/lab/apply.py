@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tulle.cluster import errors, kinds
+from tulle.cluster.api import applied
 from tulle.cluster.errors import ApiError
 from tulle.cluster.kinds import Kind
 from tulle.errors import TulleError
@@ -73,7 +74,7 @@ def check(objs: list[dict], source: str, find: Callable[[Kind, dict], dict | Non
             k = kinds.of(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
             body = _namespaced(k, obj)
             old = find(k, body) if find is not None else None
-            prepare.prepare(body, old)
+            prepare.prepare(applied(body, old) if old is not None else body, old)
         except ApiError as exc:
             out.error(exc, "patching" if old is not None else "creating", source)
     return out
