@@ -491,7 +491,7 @@ class Agent:
                     self._refresh_leases(why)
                     self._check_own()
                     self.reconcile(why, full=host.resync)
-                    self._save()
+                self._save()          # a change throttled by the saver's interval is written later
                 if time.monotonic() >= next_tick:
                     next_tick = self._next_tick()
                     self._check_own()

@@ -69,3 +69,19 @@ def test_the_first_start_needs_the_store(env, tmp_path):
     opts = dataclasses.replace(opts, store=f"sqlite://{tmp_path}/nowhere/store.db")
     with pytest.raises(StoreUnavailable, match="no last known state"):
         daemon.Agent(opts).start()
+
+
+def test_a_change_throttled_by_the_saver_is_written_later(tmp_path):
+    """A remote lease seen within MIN_INTERVAL of the last save must still reach the file (a
+    lost one made an offline start drop that node's route)."""
+    from tulle.store.base import KV
+
+    now = [0.0]
+    saver = lastknown.Saver(str(tmp_path), clock=lambda: now[0])
+    kv = KV("/coreos.com/network/subnets/10.244.9.0-24", b"{}", 2, 2, 1)
+    assert saver.save("{}", None, [], 1)
+    now[0] = 1.0
+    assert not saver.save("{}", None, [kv], 2)              # throttled ...
+    now[0] = lastknown.MIN_INTERVAL + 0.5
+    assert saver.save("{}", None, [kv], 2)                  # ... and written once the interval passed
+    assert not saver.save("{}", None, [kv], 2)              # nothing new: nothing written
