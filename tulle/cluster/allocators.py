@@ -18,7 +18,7 @@ import ipaddress
 import json
 import random
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from tulle.cluster import errors
 from tulle.store.base import Store
@@ -70,8 +70,6 @@ def _spread(values: range, rng: random.Random) -> Iterator[int]:
 class _Claims:
     """Values of one kind claimed under one key prefix."""
 
-    what = "value"
-
     def __init__(self, store: Store, prefix: str, rng: random.Random | None = None) -> None:
         self.store, self.prefix = store, prefix.rstrip("/") + "/"
         self.rng = rng or random.Random()
@@ -102,8 +100,6 @@ class _Claims:
 
 class ServiceIPs(_Claims):
     """ClusterIPs from the service network (its network and broadcast addresses never)."""
-
-    what = "IP"
 
     def __init__(self, store: Store, prefix: str, network: ipaddress.IPv4Network | None = DEFAULT_SERVICE_NETWORK,
                  rng: random.Random | None = None) -> None:
@@ -153,8 +149,6 @@ class ServiceIPs(_Claims):
 class NodePorts(_Claims):
     """NodePorts (one claim per port number; a Service may use it for TCP and UDP)."""
 
-    what = "port"
-
     def __init__(self, store: Store, prefix: str, ports: range = DEFAULT_NODE_PORTS,
                  rng: random.Random | None = None) -> None:
         super().__init__(store, f"{prefix.rstrip('/')}/ranges/servicenodeports", rng)
@@ -192,9 +186,3 @@ def service_claims(svc: dict) -> tuple[list[str], list[int]]:
 def owner_of(obj: dict) -> Owner:
     meta = obj["metadata"]
     return Owner(meta.get("namespace", ""), meta["name"], meta["uid"])
-
-
-def stale(claims: dict[str, tuple[Owner | None, int]], live_uids: Iterable[str]) -> list[tuple[str, int]]:
-    """Claims whose owner is not a live Service (pure: the repair controller's plan)."""
-    live = set(live_uids)
-    return sorted((value, rev) for value, (owner, rev) in claims.items() if owner is None or owner.uid not in live)

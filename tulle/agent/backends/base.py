@@ -25,9 +25,8 @@ A backend is built by its factory from its parsed config (the network config's
 `watch_prefixes` names more key prefixes (relative to the agent's prefix, e.g.
 ("blocks/",); empty for most): the agent then also calls update() when keys under
 them change.
-A backend whose pods are not in the node's lease (bgp: IPAM blocks) may define
-`local_subnets()`: the masquerade rules then keep the source of outside traffic to
-those prefixes instead of the lease's, re-checked after every update().
+Where a node's pods are, for the masquerade rules, is the masquerade controller's
+business (the lease, or in bgp mode the blocks in the store snapshot), not the backend's.
 
 Backends come from the explicit REGISTRY below (name -> the module whose `factory`
 builds it); an unknown name is a ConfigError listing the known ones.

@@ -45,7 +45,7 @@ from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird, check_config
 from tulle.agent.backends.bgp.birdconf import BirdConfig, render
 from tulle.cluster.backendconf import BgpConfig
-from tulle.cluster.blocks import Block, local_prefixes, read_blocks
+from tulle.cluster.blocks import Block, read_blocks
 from tulle.cluster.lease import Lease
 from tulle.errors import TulleError
 
@@ -72,7 +72,6 @@ class BgpBackend:
         self._lock = threading.Lock()
         self._skips = SkipWarnings("bgp: no CrossSubnet path to a node", "peer")
         self.last_peers: peers.PeerPlan | None = None
-        self._local: list[IPv4Net] = []
 
     @property
     def mtu(self) -> int:
@@ -106,7 +105,6 @@ class BgpBackend:
                 raise TulleError("bgp backend: sync() before start()")
             remotes = [l for l in remotes if l.node != self.node.name and l.public_ip != self.node.public_ip]
             blocks = self._blocks()
-            self._local = local_prefixes(blocks, self.node.name)
             connected = self._connected()
             plan = self._peer_plan(remotes, connected)
             if self.last_peers is None or plan.mode != self.last_peers.mode:
@@ -124,12 +122,6 @@ class BgpBackend:
     def update(self, remotes: list[Lease]) -> None:
         """BIRD gets a whole config (reloaded only when it changed): the same as sync()."""
         self.sync(remotes)
-
-    def local_subnets(self) -> list[IPv4Net]:
-        """Where this node's pods are (its blocks, borrowed /32s) as of the last sync: the
-        lease carries none in bgp mode, so masquerade asks here."""
-        with self._lock:
-            return list(self._local)
 
     def stop(self) -> None:
         with self._lock:
