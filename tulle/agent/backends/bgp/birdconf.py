@@ -57,7 +57,6 @@ class BirdConfig:
     scan_time: int = 2
     skip_krt_source: int | None = None   # kernel route protocol the kernel protocol must not learn
     gr_wait: int = 10                    # graceful restart recovery bound (bird -R), seconds
-    log_file: str | None = None
     extra_comment: str = field(default="", compare=False)
 
 
@@ -98,8 +97,7 @@ def render(cfg: BirdConfig) -> str:
         w(f"# {cfg.extra_comment}")
     w(f"router id {cfg.router_id};")
     w(f"graceful restart wait {cfg.gr_wait};")
-    if cfg.log_file:
-        w(f'log "{cfg.log_file}" {{ info, warning, error, fatal, bug }};')
+    w("log stderr all;                 # the agent writes BIRD's stderr to bird.log")
     w("")
     w("function tulle_in_pools() {")
     w(f"  return {_in_set(cfg.pools)};")
@@ -169,6 +167,7 @@ def render(cfg: BirdConfig) -> str:
     w("template bgp tulle_peer {")
     w(f"  local {cfg.router_id} as {cfg.asn};")
     w("  graceful restart;")
+    w("  debug { states, events };      # sessions coming and going, in bird.log")
     w("  connect delay time 1;")
     w("  connect retry time 2;")
     w("  error wait time 1, 10;")
