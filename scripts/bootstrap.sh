@@ -51,7 +51,12 @@ fi
 cd "$ROOT"
 stamp=.venv/.tulle-bootstrap
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+# tulle runs as many short processes (CLI, plugins, agents): with PYTHONDONTWRITEBYTECODE
+# set (as here) none would cache its bytecode and each would compile every module it
+# imports again. compileall writes the caches regardless, and only for changed files.
+precompile() { .venv/bin/python -m compileall -q -j 0 tulle >/dev/null; }
 if [ -x .venv/bin/tulle ] && [ -x .venv/bin/pytest ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    precompile
     say ".venv up to date"
     exit 0
 fi
@@ -61,5 +66,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "pip install -e '.[test]' into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+precompile
 echo "$want" > "$stamp"
 say "ready: .venv/bin/tulle, .venv/bin/pytest"

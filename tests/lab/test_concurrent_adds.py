@@ -75,3 +75,21 @@ def test_fifty_concurrent_adds_then_dels(lab):
     assert state.load(lab).pods == {}
     for name in names[:5] + list(TWICE):
         assert pod_traces.of_pod(lab, "default", name) == []
+
+
+LIGHT = """
+import sys
+from tulle.cli.main import main
+code = main(sys.argv[1:])
+print(sorted(m for m in ("pyroute2", "tulle.kernel.rtnl") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def test_pod_add_and_del_do_not_import_netlink(lab):
+    """A pod add is one short process among many at once: importing pyroute2 cost more than
+    the rest of the add (the netns, the CNI ADD through the agent, the server)."""
+    for argv in (["lab", "pod", "add", "--lab", lab, "n1", "light"], ["lab", "pod", "del", "--lab", lab, "light"]):
+        r = subprocess.run([sys.executable, "-c", LIGHT, *argv], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().splitlines()[-1] == "[]", (argv, r.stdout)

@@ -24,7 +24,8 @@ def underlay(lab: str, **options):
         state.create_dir(lab)
         fabric.build(plan, undo)
         for node in plan.nodes:
-            nodes.build(plan, node, undo)
+            fabric.add_node(plan, node, undo)
+            nodes.write_files(plan, node)
         yield plan
 
 

@@ -83,7 +83,8 @@ def up(lab: str = "lab", nodes_count: int = 3, segments: int = 1, backend: str =
         connect(kv).ensure_defaults()            # the namespaces every cluster starts with
         install(pods.bin_dir(lab))
         for node in plan.nodes:
-            nodes.build(plan, node, undo)
+            fabric.add_node(plan, node, undo)
+            nodes.write_files(plan, node)
         for node in plan.nodes:
             st.nodes[node.name] = agents.start(plan, node)
             undo.callback(agents.stop, lab, node.name, st.nodes[node.name])
@@ -196,7 +197,7 @@ def node_del(lab: str, node: str) -> None:
         for lease in agents.leases(s.client.store):
             if lease.node == node or lease.public_ip == where.ip.ip:
                 s.client.store.delete(subnet_key(DEFAULT_PREFIX, lease.subnet))
-        nodes.remove(plan, where)
+        fabric.remove_node(where)
         shutil.rmtree(nodes.node_dir(lab, node), ignore_errors=True)
         del st.nodes[node]
         state.save(st)
@@ -220,7 +221,8 @@ def node_add(lab: str, timeout: float = agents.READY_TIMEOUT, wait: bool = True)
         full = topology.plan(lab, **options)      # refuses what the network cannot hold
         node = full.node(f"n{free[0]}")
         with contextlib.ExitStack() as undo:
-            nodes.build(full, node, undo)
+            fabric.add_node(full, node, undo)
+            nodes.write_files(full, node)
             undo.callback(shutil.rmtree, nodes.node_dir(lab, node.name), True)
             pid = agents.start(full, node)
             undo.callback(agents.stop, lab, node.name, pid)

@@ -1,5 +1,9 @@
-"""The lab's underlay: a fabric netns with one bridge per L2 segment, and a router
-netns joining the segments when there are two.
+"""The lab's underlay: a fabric netns with one bridge per L2 segment, a router
+netns joining the segments when there are two, and the nodes plugged into them.
+
+A node netns is what a cluster machine would be: an underlay NIC (`eth0`) with
+its address, a route to the other segment via the router, forwarding on, and
+no default route.
 
 The fabric netns stands for "the network outside the cluster": it owns .254 of
 segment 0 (etcd listens there with --store etcd) and reaches segment 1 through
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 
 from tulle.kernel import addrs, links, netns, routes, sysctl
-from tulle.lab.topology import Plan, Segment
+from tulle.lab.topology import UNDERLAY_DEV, Node, Plan, Segment
 
 
 def _setup_fabric(plan: Plan) -> None:
@@ -58,3 +62,34 @@ def teardown(plan: Plan) -> None:
     if plan.router_netns:
         netns.remove(plan.router_netns)
     netns.remove(plan.fabric_netns)
+
+
+def _setup_node(plan: Plan, node: Node) -> None:
+    links.set_up("lo")
+    addrs.add(UNDERLAY_DEV, node.ip)
+    links.set_up(UNDERLAY_DEV)
+    for dst, via in plan.routes_of(node):
+        routes.add(routes.Route(dst=dst, gw=via))
+    # A node forwards between its pods and the underlay, like any cluster machine.
+    sysctl.set("net.ipv4.ip_forward", 1)
+
+
+def _plug(node: Node, bridge: str, node_path: str) -> None:
+    """In the fabric netns: the node's veth, its far end created as eth0 inside the node netns."""
+    links.add_veth(node.fabric_port, UNDERLAY_DEV, peer_netns=node_path)
+    links.set_master(node.fabric_port, bridge)
+    links.set_up(node.fabric_port)
+
+
+def add_node(plan: Plan, node: Node, undo: contextlib.ExitStack) -> None:
+    """Create the node netns and wire it to its segment."""
+    path = netns.create(node.netns)
+    undo.callback(netns.remove, node.netns)
+    fabric = netns.path_of(plan.fabric_netns)
+    # The fabric end dies with the node netns (deleting one end of a veth deletes both).
+    netns.run_in(fabric, _plug, node, plan.segments[node.segment].bridge, path)
+    netns.run_in(path, _setup_node, plan, node)
+
+
+def remove_node(node: Node) -> None:
+    netns.remove(node.netns)

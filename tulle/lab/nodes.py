@@ -1,20 +1,17 @@
-"""Lab nodes: a netns per node on its segment's bridge, and the node's files.
+"""Lab nodes' files: the runtime side of a node (CNI conflist, the agent's socket,
+subnet.env, state) lives in the lab's state dir under the node's name.
 
-A node netns is what a cluster machine would be: an underlay NIC (`eth0`) with
-its address, a route to the other segment via the router, forwarding on, and
-no default route. Its runtime-side files (CNI conflist, the agent's socket,
-subnet.env, state) live in the lab's state dir under the node's name.
+Nothing here touches the kernel (the node netns is tulle.lab.fabric's), so the
+pod-add path, which reads the conflist, does not import netlink.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
-from tulle.kernel import addrs, links, netns, routes, sysctl
 from tulle.lab import state
-from tulle.lab.topology import UNDERLAY_DEV, Node, Plan
+from tulle.lab.topology import Node, Plan
 
 CNI_VERSION = "1.1.0"          # GC and STATUS (spec 1.1): `lab gc` collects through the conflist
 NETWORK_NAME = "tulle"
@@ -79,37 +76,11 @@ def portmap(lab: str, node: str) -> dict:
     return {"type": "portmap", "capabilities": {"portMappings": True}, "agentSocket": agent_socket(lab, node)}
 
 
-def _setup_node(plan: Plan, node: Node) -> None:
-    links.set_up("lo")
-    addrs.add(UNDERLAY_DEV, node.ip)
-    links.set_up(UNDERLAY_DEV)
-    for dst, via in plan.routes_of(node):
-        routes.add(routes.Route(dst=dst, gw=via))
-    # A node forwards between its pods and the underlay, like any cluster machine.
-    sysctl.set("net.ipv4.ip_forward", 1)
-
-
-def _plug(node: Node, bridge: str, node_path: str) -> None:
-    """In the fabric netns: the node's veth, its far end created as eth0 inside the node netns."""
-    links.add_veth(node.fabric_port, UNDERLAY_DEV, peer_netns=node_path)
-    links.set_master(node.fabric_port, bridge)
-    links.set_up(node.fabric_port)
-
-
-def build(plan: Plan, node: Node, undo: contextlib.ExitStack) -> None:
-    """Create the node netns, wire it to its segment and write its files."""
-    path = netns.create(node.netns)
-    undo.callback(netns.remove, node.netns)
-    fabric = netns.path_of(plan.fabric_netns)
-    # The fabric end dies with the node netns (deleting one end of a veth deletes both).
-    netns.run_in(fabric, _plug, node, plan.segments[node.segment].bridge, path)
-    netns.run_in(path, _setup_node, plan, node)
+def write_files(plan: Plan, node: Node) -> None:
+    """The node's runtime-side files: its net.d conflist and the CNI data dir (its netns is
+    tulle.lab.fabric's)."""
     os.makedirs(node_dir(plan.lab, node.name, "net.d"), exist_ok=True)
     os.makedirs(node_dir(plan.lab, node.name, "cni"), exist_ok=True)
     with open(conflist_path(plan.lab, node.name), "w") as f:
         json.dump(conflist_for(plan, node), f, indent=2)
         f.write("\n")
-
-
-def remove(plan: Plan, node: Node) -> None:
-    netns.remove(node.netns)

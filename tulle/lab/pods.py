@@ -39,7 +39,7 @@ import time
 from tulle.cluster import errors
 from tulle.cni.runtime import Attachment, Runtime
 from tulle.errors import ExistsError, NotFoundError, TulleError
-from tulle.kernel import links, netns
+from tulle.kernel import netns
 from tulle.lab import containers, leftovers, nodes, podspec, schedule, state, topology
 from tulle.lab.podspec import DEFAULT_NAMESPACE
 from tulle.lab.session import Session, open_session, pod_session
@@ -174,9 +174,8 @@ def _start(s: Session, obj: dict, node: Node, wanted: tuple[podspec.Container, .
         where = f"pod {namespace}/{name}"
         if netns.exists(pod_ns):                # not ours to undo: the pod's lock is held and it was clear
             raise ExistsError(f"netns {pod_ns} already exists")
-        path = netns.create(pod_ns)
+        netns.create_sandbox(pod_ns)
         undo.callback(netns.remove, pod_ns)
-        netns.run_in(path, links.set_up, "lo")   # a runtime brings the pod's loopback up itself
         conf = nodes.conflist(lab, node.name)
         att = _attachment(lab, namespace, name, cid, podspec.port_mappings(obj))
         rt = runtime(lab, node.name)
