@@ -150,10 +150,7 @@ def _add_lab(sub) -> None:
     add_parser(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tulle", description="tulle: a container network fabric")
-    sub = parser.add_subparsers(dest="group", required=True)
-
+def _add_cni(sub) -> None:
     cni = sub.add_parser("cni", help="CNI plugins").add_subparsers(dest="cmd", required=True)
     p = cni.add_parser("install", help="write one executable per plugin type")
     p.add_argument("--bin-dir", required=True, help="directory for the plugin executables")
@@ -172,14 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default="/var/lib/tulle/cni-results",
                        help="where ADD results are kept for CHECK and DEL")
         p.set_defaults(func=_cni_run)
-    _add_demo(sub)
-    _add_lab(sub)
-    _add_agent(sub)
+
+
+GROUPS = {"cni": _add_cni, "demo": _add_demo, "lab": _add_lab, "agent": _add_agent}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command tree, or (`only`) just one group's: a `tulle lab pod add` among fifty
+    at once should not build the parsers of every other command."""
+    parser = argparse.ArgumentParser(prog="tulle", description="tulle: a container network fabric")
+    sub = parser.add_subparsers(dest="group", required=True)
+    for name, add in GROUPS.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    group = argv[0] if argv and argv[0] in GROUPS else None     # else: the full tree's usage error
+    args = build_parser(group).parse_args(argv)
     try:
         return args.func(args)
     except TulleError as exc:
