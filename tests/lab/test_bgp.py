@@ -74,12 +74,12 @@ def test_new_pod_is_reachable_from_another_node_within_3s(mesh):
     b = pods.add(mesh, "n1", "b")            # n1's first pod: a block BGP must announce first
     start = time.monotonic()
     deadline = start + 3.0
-    assert checks._until(deadline, lambda: checks.ping(mesh, "a", b.ip, timeout=0.5).returncode == 0), \
+    assert checks.until(deadline, lambda: checks.ping(mesh, "a", b.ip, timeout=0.5).returncode == 0), \
         f"pod b ({b.ip}) on n1 not reachable from n2 within 3 s"
     st = state.load(mesh)
     server = checks.EchoServer(pods.netns_path(st, "default/b"), "b", b.ip)
     try:
-        assert checks._until(deadline, lambda: checks.tcp(pods.netns_path(st, "default/a"), "a", b.ip,
+        assert checks.until(deadline, lambda: checks.tcp(pods.netns_path(st, "default/a"), "a", b.ip,
                                                           timeout=0.5))
     finally:
         server.close()
@@ -253,7 +253,7 @@ def test_agent_restarts_lose_no_packet(make_lab, topo):
     ips = add_pods(lab, {f"p{n}": n for n in names})
     pairs = [(f"p{a}", ips[f"p{b}"]) for a, b in zip(names, names[1:] + names[:1])]
     for pod, ip in pairs:
-        assert checks._until(time.monotonic() + 5, lambda: checks.ping(lab, pod, ip, timeout=0.5).returncode == 0)
+        assert checks.until(time.monotonic() + 5, lambda: checks.ping(lab, pod, ip, timeout=0.5).returncode == 0)
     lost: dict[str, list[list[int]]] = {}
     logs: list[str] = []
     for how in RESTARTS:

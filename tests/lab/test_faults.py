@@ -1,9 +1,12 @@
-"""`tulle lab fault`: the store stopped, killed and back; a node partitioned and healed —
-and what tulle does meanwhile: an agent restarted without its store keeps the data plane,
-`lab status` answers from what is known, and the lease is registered once the store is back."""
+"""`tulle lab fault`: the store stopped, killed and back; a node partitioned and healed; BIRD
+and the udp forwarder frozen and killed — and what tulle does meanwhile: an agent restarted
+without its store keeps the data plane (bgp: BIRD too), `lab status` answers from what is
+known, the lease is registered once the store is back, a dead daemon is started again."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 
@@ -12,6 +15,7 @@ import pytest
 from tests.lab.conftest import needs_agent
 from tests.lab.test_agents import loss, start_ping
 from tulle.cluster.lease import DEFAULT_PREFIX, subnet_key
+from tulle.errors import ConfigError
 from tulle.kernel import netns
 from tulle.lab import agents, cluster, faults, pods, state, topology
 
@@ -104,3 +108,81 @@ def test_sqlite_writer_stopped_and_started(make_lab):
     assert "write lock held" in faults.store(lab, "stop")
     assert "released" in faults.store(lab, "start")
     pods.add(lab, "n1", "a")                                     # the store takes writes again
+
+
+def test_bird_killed_is_started_again_in_recovery_and_loses_nothing(make_lab):
+    st = make_lab(nodes_count=2, backend="bgp")
+    lab = st.lab
+    pods.add(lab, "n1", "a")
+    b = pods.add(lab, "n2", "b")
+    assert ping_ok(lab, "a", b.ip)
+    before = faults.daemon_pid(lab, "n1", "bird")
+    ping = start_ping(lab, "a", b.ip, count=40)                  # 4 s at 10/s, every reply waited for
+    try:
+        time.sleep(0.5)
+        said = faults.daemon(lab, "n1", "bird", "kill")
+        out, _ = ping.communicate(timeout=30)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+    after = faults.daemon_pid(lab, "n1", "bird")
+    assert said == f"bird on n1 (pid {before}) killed; its agent started another (pid {after})"
+    sent, received = loss(out)
+    assert sent == received == 40, out                           # graceful restart held the routes
+    wait_log(lab, "n1", '"daemons": "bird"')
+    with open(agents.log_path(lab, "n1")) as f:
+        assert '"recovery": true' in f.read().split("backend daemon exited")[-1]
+
+    assert faults.daemon(lab, "n1", "bird", "stop") == f"bird on n1 (pid {after}) frozen"
+    assert faults.daemon(lab, "n1", "bird", "start") == f"bird on n1 (pid {after}) resumed"
+    assert faults.daemon(lab, "n1", "bird", "start") == f"bird on n1 (pid {after}) is running"
+    with pytest.raises(ConfigError, match="runs the bgp backend: no forwarder"):
+        faults.daemon(lab, "n1", "forwarder", "kill")
+
+
+def test_udp_forwarder_killed_is_replaced(make_lab):
+    st = make_lab(nodes_count=2, backend="udp")
+    lab = st.lab
+    pods.add(lab, "n1", "a")
+    b = pods.add(lab, "n2", "b")
+    assert ping_ok(lab, "a", b.ip)
+    before = faults.daemon_pid(lab, "n2", "forwarder")
+    said = faults.daemon(lab, "n2", "forwarder", "kill")
+    after = faults.daemon_pid(lab, "n2", "forwarder")
+    assert after and after != before and said.endswith(f"its agent started another (pid {after})")
+    deadline = time.monotonic() + 5
+    while not ping_ok(lab, "a", b.ip):
+        assert time.monotonic() < deadline, "no path after the forwarder was replaced"
+    assert faults.daemon(lab, "n2", "forwarder", "stop").endswith("frozen")
+    assert not ping_ok(lab, "a", b.ip)                           # nobody forwards
+    assert faults.daemon(lab, "n2", "forwarder", "start").endswith("resumed")
+    assert ping_ok(lab, "a", b.ip)
+
+
+def test_bgp_agent_and_bird_dead_start_again_without_the_store(make_lab):
+    """BIRD comes back from the last known state (blocks included): without it the peers
+    would drop the node's routes once their graceful restart time ran out."""
+    st = make_lab(nodes_count=2, backend="bgp", store="etcd")
+    lab = st.lab
+    pods.add(lab, "n1", "a")
+    b = pods.add(lab, "n2", "b")
+    time.sleep(6)                                                # the last known state is saved
+    faults.store(lab, "kill")
+    ping = start_ping(lab, "a", b.ip, count=40)
+    try:
+        agents.kill(lab, "n1", state.load(lab).nodes["n1"])
+        bird = faults.daemon_pid(lab, "n1", "bird")
+        assert bird is not None
+        os.kill(bird, signal.SIGKILL)
+        cluster.agent_restart(lab, "n1", kill=True)
+        deadline = time.monotonic() + 10
+        while faults.daemon_pid(lab, "n1", "bird") in (None, bird):
+            assert time.monotonic() < deadline, agents.log_tail(lab, "n1")
+            time.sleep(0.1)
+        out, _ = ping.communicate(timeout=30)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+        faults.store(lab, "start")
+    sent, received = loss(out)
+    assert sent == received, out

@@ -54,6 +54,7 @@ from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.agent.subnet import SubnetManager
 from tulle.errors import ConfigError, NotFoundError, TulleError
 from tulle.store import Store, StoreError, StoreUnavailable, open_store
+from tulle.store.base import KV
 from tulle.store.lazy import LazyStore
 
 WATCH_SLICE = 1.0  # seconds a watch may block: bounds how long SIGTERM waits
@@ -277,7 +278,7 @@ class Agent:
                 public_ip, dev, mtu = find_underlay(opts.public_ip, opts.iface)
                 check_service_network(cfg, dev)
                 node = base.NodeInfo(name=opts.node, public_ip=public_ip, underlay_dev=dev, underlay_mtu=mtu,
-                                     network=cfg.network, state_dir=opts.state_dir, store=store,
+                                     network=cfg.network, state_dir=opts.state_dir, watched=self._watched,
                                      prefix=opts.prefix)
                 self.backend = base.create(cfg.backend_type, node, cfg.backend_config)
                 log.info("agent starting", backend=cfg.backend_type, network=cfg.network, public_ip=public_ip,
@@ -492,6 +493,7 @@ class Agent:
                     self._check_own()
                     self.reconcile(why, full=host.resync)
                 self._save()          # a change throttled by the saver's interval is written later
+                self._check_daemons()
                 if time.monotonic() >= next_tick:
                     next_tick = self._next_tick()
                     self._check_own()
@@ -510,6 +512,19 @@ class Agent:
                 metrics.HEALTH.update(last_reconcile_ok=False, last_error=msg)
                 log.error("agent loop error; retrying", error=msg)
                 self.stop_event.wait(RETRY_AFTER_FAILURE)
+
+    def _watched(self, prefix: str) -> list[KV]:
+        """The store under `prefix` as the controller host last saw it (for the backend)."""
+        return self.host.snapshot().under(prefix) if self.host is not None else []
+
+    def _check_daemons(self) -> None:
+        """A helper daemon of the backend died (killed, crashed): sync now, not at the next tick
+        (up to --reconcile-interval away). After a failed pass the retry timer does it."""
+        assert self.backend is not None
+        down = self.backend.daemons_down()
+        if down and self.last_pass_ok:
+            log.warning("backend daemon exited; starting it again", daemons=",".join(down))
+            self.reconcile("daemon exited")
 
     def _online(self) -> None:
         """The store answered: say so once after an outage, and register a lease we only assumed."""

@@ -101,6 +101,23 @@ def _gc(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _chaos(args: argparse.Namespace) -> int:
+    """Exit 0: every invariant held; 1: something broke (each failure is printed)."""
+    from tulle.lab import chaos
+
+    log = (lambda line: None) if args.json else print
+    report = chaos.run(args.lab, args.ops, args.seed, check_every=args.check_every, log=log)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(report.ops.items()))
+        print(f"{sum(report.ops.values())} operations in {report.seconds:.0f} s ({counts})")
+        for line in report.failures:
+            print(f"tulle: chaos: {line}", file=sys.stderr)
+        print("every invariant held" if report.ok else f"{len(report.failures)} failures")
+    return 0 if report.ok else 1
+
+
 def _pods(args: argparse.Namespace) -> int:
     from tulle.lab import cluster, report, state
 
@@ -253,6 +270,8 @@ def _fault(args: argparse.Namespace) -> int:
         print(faults.heal(args.lab, args.node))
     elif args.fault == "loss":
         print(faults.loss(args.lab, args.node, args.percent))
+    elif args.fault in faults.DAEMONS:
+        print(faults.daemon(args.lab, args.node, args.fault, args.action))
     elif args.fault == "clear":
         print(faults.clear(args.lab))
     else:
@@ -343,6 +362,17 @@ def add_parser(sub) -> None:
     _lab_arg(p)
     p.set_defaults(func=_gc)
 
+    p = cmds.add_parser("chaos", help="random pod adds, dels, interrupted adds, agent restarts, store outages "
+                                      "and bursts, then invariants: every pod reachable from every node, leases = "
+                                      "veths = pods, nothing left once its pods are deleted (exit 1 if one broke)")
+    _lab_arg(p)
+    p.add_argument("--ops", type=int, default=100, help="operations to run (default 100)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed, the same run (default 1)")
+    p.add_argument("--check-every", type=int, default=0, metavar="N",
+                   help="also check the invariants every N operations (default: only at the end)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_chaos)
+
     p = cmds.add_parser("pods", help="list pods")
     _lab_arg(p)
     p.add_argument("--json", action="store_true")
@@ -422,6 +452,14 @@ def add_parser(sub) -> None:
     p.add_argument("node")
     p.add_argument("percent", type=int)
     p.set_defaults(func=_fault)
+    for name, what in (("bird", "a bgp node's BIRD frozen (stop), killed (kill: its agent starts another) or "
+                                "resumed (start)"),
+                       ("forwarder", "a udp node's forwarder frozen, killed or resumed, as for bird")):
+        p = fsub.add_parser(name, help=what)
+        _lab_arg(p)
+        p.add_argument("node")
+        p.add_argument("action", choices=("stop", "kill", "start"))
+        p.set_defaults(func=_fault)
     for name, what in (("clear", "remove every network fault"), ("list", "the network faults in place")):
         p = fsub.add_parser(name, help=what)
         _lab_arg(p)

@@ -103,7 +103,7 @@ class PairResult:
         return self.icmp and self.tcp
 
 
-def _until(deadline: float, attempt) -> bool:
+def until(deadline: float, attempt) -> bool:
     """Retry `attempt` until it succeeds or the deadline passes (routes may still converge)."""
     while True:
         if attempt():
@@ -128,8 +128,8 @@ def all_pairs(st: LabState, timeout: float = 5.0) -> list[PairResult]:
                 if dst == src:
                     continue
                 deadline = time.monotonic() + timeout
-                icmp = _until(deadline, lambda: ping_in(where[src], p.ip).returncode == 0)
-                ok_tcp = _until(deadline, lambda: tcp(where[src], src, p.ip))
+                icmp = until(deadline, lambda: ping_in(where[src], p.ip).returncode == 0)
+                ok_tcp = until(deadline, lambda: tcp(where[src], src, p.ip))
                 results.append(PairResult(src, dst, p.ip, icmp, ok_tcp))
         return results
     finally:

@@ -10,6 +10,10 @@ command and by `lab down`.
 - loss NODE PERCENT: that port drops PERCENT % of frames each way (numgen random). This
   kernel has no netem, so there is no delay fault.
 - clear: every network fault of the lab removed.
+- bird NODE | forwarder NODE, then stop | kill | start: a node's BIRD (bgp labs) or udp
+  forwarder (udp labs) frozen (SIGSTOP: its peers' hold timer runs out, the datagrams
+  queue), killed (SIGKILL: its agent notices within a second and starts another; BIRD
+  in graceful restart recovery), or resumed (SIGCONT). `lab down` resumes what is frozen.
 Everything happens in the lab's own netns and processes.
 """
 
@@ -18,11 +22,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 from tulle import procs
 from tulle.errors import ConfigError, NotFoundError, TulleError
 from tulle.kernel import netns, nft
-from tulle.lab import state, topology
+from tulle.lab import nodes, state, topology
 from tulle.lab.state import LabState
 from tulle.store.etcd_server import EtcdServer
 from tulle.store.etcd_server import marker as etcd_marker
@@ -92,14 +97,43 @@ def _sqlite_fault(st: LabState, action: str) -> str:
     if action in ("stop", "kill"):
         if holders:
             return "the store's write lock is already held"
-        code = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-                "c.execute('BEGIN EXCLUSIVE'); time.sleep(1e9)")
-        pid = procs.spawn([sys.executable, "-c", code, db, WRITE_LOCK], state.path(st.lab, "fault-store.log"))
+        # BEGIN EXCLUSIVE can be refused at once (SQLITE_BUSY without the busy handler, as
+        # while another connection recovers the WAL index): the holder keeps trying.
+        code = ("import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                "while True:\n    try:\n        c.execute('BEGIN EXCLUSIVE')\n        break\n"
+                "    except sqlite3.OperationalError:\n        time.sleep(0.01)\ntime.sleep(1e9)")
+        log = state.path(st.lab, "fault-store.log")
+        pid = procs.spawn([sys.executable, "-c", code, db, WRITE_LOCK], log)
+        _wait_locked(db, pid, log)
         return f"SQLite write lock held by pid {pid}: every writer waits, then fails"
     for pid in holders:
         os.kill(pid, signal.SIGTERM)
         procs.wait_dead(pid, 5.0)
     return "SQLite write lock released" if holders else "the store was not stopped"
+
+
+def _wait_locked(db: str, pid: int, log: str, timeout: float = 10.0) -> None:
+    """Return once the holder has the lock (a writer is refused at once), so that what the
+    caller does next meets a stopped store; TulleError with its log if it died."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if not procs.alive(pid):
+            with open(log, errors="replace") as f:
+                raise TulleError(f"the SQLite lock holder (pid {pid}) exited: {f.read()[-500:].strip()}")
+        probe = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            return                                  # "database is locked": held
+        finally:
+            probe.close()
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            raise TulleError(f"the SQLite lock holder (pid {pid}) did not take the lock within {timeout:g} s")
+        time.sleep(0.02)
 
 
 # --- the network -------------------------------------------------------------------------
@@ -179,3 +213,58 @@ def active(lab: str) -> list[str]:
         return _fabric_run(st, listed)
     except TulleError:
         return []
+
+
+# --- a node's daemons ----------------------------------------------------------------------
+
+# daemon -> (the backend that runs it, its control socket in the agent's state dir: the
+# argument that marks the process as this node's, the program name)
+DAEMONS = {"bird": ("bgp", "bird.ctl", "bird"), "forwarder": ("udp", "udp.ctl", "")}
+RESTART_WAIT = 5.0        # how long `kill` waits to see the agent start a new one
+
+
+def daemon_pid(lab: str, node: str, which: str) -> int | None:
+    """The running BIRD or forwarder of a node (birdc, which names the same socket, is not it)."""
+    _, ctl, program = DAEMONS[which]
+    marker = nodes.node_dir(lab, node, ctl)
+    pids = procs.find(lambda args: marker in args and (not program or os.path.basename(args[0]) == program))
+    return pids[0] if pids else None
+
+
+def daemon(lab: str, node: str, which: str, action: str) -> str:
+    """stop | kill | start a node's BIRD or udp forwarder; returns what was done, in words."""
+    if which not in DAEMONS:
+        raise ConfigError(f"unknown daemon {which!r}: bird or forwarder")
+    if action not in ("stop", "kill", "start"):
+        raise ConfigError(f"unknown {which} action {action!r}: stop, kill or start")
+    state.require_root()
+    st = state.load(lab)
+    plan = st.plan()
+    plan.node(node)
+    backend = DAEMONS[which][0]
+    if plan.backend != backend:
+        raise ConfigError(f"lab {lab!r} runs the {plan.backend} backend: no {which} (a {backend} lab's nodes run one)")
+    what = f"{which} on {node}"
+    pid = daemon_pid(lab, node, which)
+    if pid is None:
+        if action == "start":
+            return f"{what} is not running: its agent starts one within a second"
+        raise NotFoundError(f"{what} is not running")
+    if action == "stop":
+        os.kill(pid, signal.SIGSTOP)
+        return f"{what} (pid {pid}) frozen"
+    if action == "start":
+        if _proc_state(pid) != "T":
+            return f"{what} (pid {pid}) is running"
+        os.kill(pid, signal.SIGCONT)
+        return f"{what} (pid {pid}) resumed"
+    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGCONT)          # a frozen one dies too
+    procs.wait_dead(pid, 5.0)
+    deadline = time.monotonic() + RESTART_WAIT
+    while time.monotonic() < deadline:
+        new = daemon_pid(lab, node, which)
+        if new is not None and new != pid:
+            return f"{what} (pid {pid}) killed; its agent started another (pid {new})"
+        time.sleep(0.05)
+    return f"{what} (pid {pid}) killed; its agent has not started another yet"

@@ -27,6 +27,7 @@ class FakeBackend:
         self.started: list[Lease] = []
         self.passes: list[tuple[str, list[str]]] = []   # ("sync" | "update", remote subnets)
         self.stopped = self.torn_down = False
+        self.down: list[str] = []      # what daemons_down answers (a daemon that died)
 
     @property
     def synced(self) -> list[list[str]]:
@@ -50,6 +51,9 @@ class FakeBackend:
 
     def teardown(self) -> None:
         self.torn_down = True
+
+    def daemons_down(self) -> list[str]:
+        return self.down
 
 
 @pytest.fixture
@@ -224,3 +228,33 @@ def test_a_service_network_over_the_underlay_is_refused_before_anything(env):
                                           r"range\(s\) 198\.51\.100\.0/24"):
         daemon.Agent(opts).start()
     assert store.list(subnets_prefix(DEFAULT_PREFIX))[0] == []        # refused before the lease
+
+
+class DyingDaemonBackend(FakeBackend):
+    """Runs a daemon (BIRD, say) that dies once; a full sync starts it again."""
+
+    def sync(self, remotes: list[Lease]) -> None:
+        super().sync(remotes)
+        self.down = []
+
+
+def test_a_dead_daemon_is_started_again_at_once_not_at_the_tick(env, monkeypatch):
+    fake, store, opts = env
+    backend = DyingDaemonBackend()
+    monkeypatch.setattr(daemon.base, "create", lambda t, node, cfg: backend)
+    opts.reconcile_interval = 3600   # no tick during the test
+    agent = daemon.Agent(opts)
+    agent.start()
+    t = threading.Thread(target=agent.loop)
+    t.start()
+    try:
+        wait_for(lambda: backend.passes == [("sync", [])])
+        backend.down = ["bird"]                       # killed
+        wait_for(lambda: backend.down == [] and len(backend.passes) == 2)
+        assert backend.passes[1][0] == "sync"         # a full pass: it starts what is missing
+        time.sleep(1.5)
+        assert [k for k, _ in backend.passes].count("sync") == 2    # and only once (updates: the watch)
+    finally:
+        agent.stop_event.set()
+        t.join(5)
+        agent.close()

@@ -44,6 +44,7 @@ from tulle.cluster import backendconf
 from tulle.cluster.backendconf import BackendConfig
 from tulle.cluster.lease import DEFAULT_PREFIX, Lease
 from tulle.errors import ConfigError
+from tulle.store.base import KV
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ class NodeInfo:
     underlay_mtu: int
     network: ipaddress.IPv4Network       # the cluster (pod) CIDR
     state_dir: str                       # private scratch space of this agent
-    store: Any = field(default=None, compare=False, repr=False)  # the agent's open Store (bgp reads blocks)
+    # The store as the agent sees it, keys under a prefix: its controller host's snapshot —
+    # current while the store answers, the last known state when it does not (bgp reads
+    # its blocks there, so a start without the store still brings BIRD up).
+    watched: Callable[[str], list[KV]] | None = field(default=None, compare=False, repr=False)
     prefix: str = DEFAULT_PREFIX         # the agent's key prefix in the store
 
 
@@ -100,6 +104,11 @@ class Backend(Protocol):
     def stop(self) -> None: ...
 
     def teardown(self) -> None: ...
+
+    def daemons_down(self) -> list[str]:
+        """The helper processes it runs (BIRD, the udp forwarder) that died since it started
+        them: the agent checks every loop pass and syncs at once, which starts them again."""
+        ...
 
 
 Factory = Callable[[NodeInfo, Any], Backend]

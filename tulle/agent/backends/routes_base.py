@@ -135,6 +135,9 @@ class RouteNetwork:
     def stop(self) -> None:
         """Routes stay: pods keep talking while the agent restarts."""
 
+    def daemons_down(self) -> list[str]:
+        return []                     # the kernel routes on its own
+
     def teardown(self) -> None:
         self._applied = None
         routediff.write(routediff.diff([], routediff.owned(self.proto)), self.type_name)

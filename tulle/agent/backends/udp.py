@@ -162,6 +162,10 @@ class UdpBackend:
         """Nothing to diff: the loop's table is replaced whole, which is all sync() writes."""
         self.sync(remotes)
 
+    def daemons_down(self) -> list[str]:
+        """The forwarder we started or adopted is gone (sync starts a new one)."""
+        return ["udp forwarder"] if self._pid is not None and self.pid is None else []
+
     def stop(self) -> None:
         """Agent shutdown: the forwarder keeps forwarding for the next agent to adopt."""
         with self._lock:

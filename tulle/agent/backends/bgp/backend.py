@@ -45,7 +45,7 @@ from tulle.agent.backends.bgp import crosssubnet, peers
 from tulle.agent.backends.bgp.bird import Bird, check_config
 from tulle.agent.backends.bgp.birdconf import BirdConfig, render
 from tulle.cluster.backendconf import BgpConfig
-from tulle.cluster.blocks import Block, read_blocks
+from tulle.cluster.blocks import Block, blocks_prefix, decode_all
 from tulle.cluster.lease import Lease
 from tulle.errors import TulleError
 
@@ -123,6 +123,11 @@ class BgpBackend:
         """BIRD gets a whole config (reloaded only when it changed): the same as sync()."""
         self.sync(remotes)
 
+    def daemons_down(self) -> list[str]:
+        """BIRD died after a sync had it running (sync starts it again, in recovery: the
+        kernel keeps its routes and the peers theirs as stale until the sessions are back)."""
+        return ["bird"] if self.last_peers is not None and not self.bird.running() else []
+
     def stop(self) -> None:
         with self._lock:
             self.bird.graceful_stop()
@@ -148,10 +153,9 @@ class BgpBackend:
     # -- pieces ----------------------------------------------------------------------
 
     def _blocks(self) -> list[Block]:
-        store = self.node.store
-        if store is None:
-            raise TulleError("bgp backend: no store to read the IPAM blocks from (NodeInfo.store)")
-        blocks, bad = read_blocks(store, self.node.prefix)
+        if self.node.watched is None:
+            raise TulleError("bgp backend: no view of the store to read the IPAM blocks from (NodeInfo.watched)")
+        blocks, bad = decode_all(self.node.watched(blocks_prefix(self.node.prefix)))
         for key, why in bad.items():
             log.warning("bgp: malformed block ignored", key=key, error=why)
         return blocks

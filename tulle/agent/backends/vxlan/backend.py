@@ -113,6 +113,9 @@ class VxlanBackend:
     def stop(self) -> None:
         """Nothing runs in the background; the kernel keeps forwarding on its own."""
 
+    def daemons_down(self) -> list[str]:
+        return []
+
     def teardown(self) -> None:
         with self._lock:
             self._applied = None
