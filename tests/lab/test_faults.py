@@ -28,6 +28,15 @@ def ping_ok(lab: str, src: str, ip: str) -> bool:
     return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
 
 
+def two_pods(make_lab, **options) -> tuple[str, str]:
+    """A 2-node lab, pod a on n1 reaching pod b on n2: (the lab, b's address)."""
+    lab = make_lab(nodes_count=2, **options).lab
+    pods.add(lab, "n1", "a")
+    ip = pods.add(lab, "n2", "b").ip
+    assert ping_ok(lab, "a", ip)
+    return lab, ip
+
+
 def wait_log(lab: str, node: str, text: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,16 +96,13 @@ def test_frozen_etcd_status_answers_from_what_is_known(make_lab):
 
 
 def test_partition_and_heal(make_lab):
-    st = make_lab(nodes_count=2, backend="host-gw")
-    lab = st.lab
-    pods.add(lab, "n1", "a")
-    b = pods.add(lab, "n2", "b")
-    assert ping_ok(lab, "a", b.ip)
+    lab, b_ip = two_pods(make_lab, backend="host-gw")
+    st = state.load(lab)
     faults.partition(lab, "n2")
     assert faults.active(lab) == [f"partition {st.plan().node('n2').fabric_port}"]
-    assert not ping_ok(lab, "a", b.ip)
+    assert not ping_ok(lab, "a", b_ip)
     faults.heal(lab, "n2")
-    assert ping_ok(lab, "a", b.ip)
+    assert ping_ok(lab, "a", b_ip)
     faults.loss(lab, "n2", 50)
     assert faults.active(lab) == [f"loss-50 {st.plan().node('n2').fabric_port}"]
     assert faults.clear(lab) and faults.active(lab) == []
@@ -111,13 +117,9 @@ def test_sqlite_writer_stopped_and_started(make_lab):
 
 
 def test_bird_killed_is_started_again_in_recovery_and_loses_nothing(make_lab):
-    st = make_lab(nodes_count=2, backend="bgp")
-    lab = st.lab
-    pods.add(lab, "n1", "a")
-    b = pods.add(lab, "n2", "b")
-    assert ping_ok(lab, "a", b.ip)
+    lab, b_ip = two_pods(make_lab, backend="bgp")
     before = faults.daemon_pid(lab, "n1", "bird")
-    ping = start_ping(lab, "a", b.ip, count=40)                  # 4 s at 10/s, every reply waited for
+    ping = start_ping(lab, "a", b_ip, count=40)                  # 4 s at 10/s, every reply waited for
     try:
         time.sleep(0.5)
         said = faults.daemon(lab, "n1", "bird", "kill")
@@ -141,34 +143,27 @@ def test_bird_killed_is_started_again_in_recovery_and_loses_nothing(make_lab):
 
 
 def test_udp_forwarder_killed_is_replaced(make_lab):
-    st = make_lab(nodes_count=2, backend="udp")
-    lab = st.lab
-    pods.add(lab, "n1", "a")
-    b = pods.add(lab, "n2", "b")
-    assert ping_ok(lab, "a", b.ip)
+    lab, b_ip = two_pods(make_lab, backend="udp")
     before = faults.daemon_pid(lab, "n2", "forwarder")
     said = faults.daemon(lab, "n2", "forwarder", "kill")
     after = faults.daemon_pid(lab, "n2", "forwarder")
     assert after and after != before and said.endswith(f"its agent started another (pid {after})")
     deadline = time.monotonic() + 5
-    while not ping_ok(lab, "a", b.ip):
+    while not ping_ok(lab, "a", b_ip):
         assert time.monotonic() < deadline, "no path after the forwarder was replaced"
     assert faults.daemon(lab, "n2", "forwarder", "stop").endswith("frozen")
-    assert not ping_ok(lab, "a", b.ip)                           # nobody forwards
+    assert not ping_ok(lab, "a", b_ip)                           # nobody forwards
     assert faults.daemon(lab, "n2", "forwarder", "start").endswith("resumed")
-    assert ping_ok(lab, "a", b.ip)
+    assert ping_ok(lab, "a", b_ip)
 
 
 def test_bgp_agent_and_bird_dead_start_again_without_the_store(make_lab):
     """BIRD comes back from the last known state (blocks included): without it the peers
     would drop the node's routes once their graceful restart time ran out."""
-    st = make_lab(nodes_count=2, backend="bgp", store="etcd")
-    lab = st.lab
-    pods.add(lab, "n1", "a")
-    b = pods.add(lab, "n2", "b")
+    lab, b_ip = two_pods(make_lab, backend="bgp", store="etcd")
     time.sleep(6)                                                # the last known state is saved
     faults.store(lab, "kill")
-    ping = start_ping(lab, "a", b.ip, count=40)
+    ping = start_ping(lab, "a", b_ip, count=40)
     try:
         agents.kill(lab, "n1", state.load(lab).nodes["n1"])
         bird = faults.daemon_pid(lab, "n1", "bird")

@@ -106,7 +106,7 @@ def _chaos(args: argparse.Namespace) -> int:
     from tulle.lab import chaos
 
     log = (lambda line: None) if args.json else print
-    report = chaos.run(args.lab, args.ops, args.seed, check_every=args.check_every, log=log)
+    report = chaos.run(args.lab, args.ops, args.seed, check_every=args.check_every, log=log, verbose=args.verbose)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -306,10 +306,7 @@ def _namespace_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", default="default", help="the namespace (default: default)")
 
 
-def add_parser(sub) -> None:
-    lab = sub.add_parser("lab", help="a multi-node cluster from network namespaces on this machine")
-    cmds = lab.add_subparsers(dest="cmd", required=True)
-
+def _cmd_up(cmds) -> None:
     p = cmds.add_parser("up", help="create fabric, nodes and agents; wait until every node has its subnet")
     _lab_arg(p)
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
@@ -329,15 +326,21 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=_up)
 
+
+def _cmd_down(cmds) -> None:
     p = cmds.add_parser("down", help="remove the lab (a missing lab is fine)")
     _lab_arg(p)
     p.set_defaults(func=_down)
 
+
+def _cmd_status(cmds) -> None:
     p = cmds.add_parser("status", help="nodes, subnets (from the store), agents, pods")
     _lab_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 
+
+def _cmd_pod(cmds) -> None:
     pod = cmds.add_parser("pod", help="add or delete a pod").add_subparsers(dest="pod_cmd", required=True)
     p = pod.add_parser("add", help="a Pod on NODE: its netns wired by the installed CNI executables, a server "
                                    "answering on each --port")
@@ -357,11 +360,15 @@ def add_parser(sub) -> None:
                    help="first mark the pod terminating and let it serve this long (default 0: at once)")
     p.set_defaults(func=_pod_del)
 
+
+def _cmd_gc(cmds) -> None:
     p = cmds.add_parser("gc", help="undo half-made pods (an add or del that was killed) and reclaim what no pod "
                                    "owns: netns, servers, then CNI GC on every node (leases, rules)")
     _lab_arg(p)
     p.set_defaults(func=_gc)
 
+
+def _cmd_chaos(cmds) -> None:
     p = cmds.add_parser("chaos", help="random pod adds, dels, interrupted adds, agent restarts, store outages "
                                       "and bursts, then invariants: every pod reachable from every node, leases = "
                                       "veths = pods, nothing left once its pods are deleted (exit 1 if one broke)")
@@ -370,14 +377,19 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed, the same run (default 1)")
     p.add_argument("--check-every", type=int, default=0, metavar="N",
                    help="also check the invariants every N operations (default: only at the end)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each operation")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_chaos)
 
+
+def _cmd_pods(cmds) -> None:
     p = cmds.add_parser("pods", help="list pods")
     _lab_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pods)
 
+
+def _cmd_exec(cmds) -> None:
     p = cmds.add_parser("exec", help="run a command inside a pod's netns: tulle lab exec POD -- CMD ...")
     _lab_arg(p)
     _namespace_arg(p)
@@ -385,6 +397,8 @@ def add_parser(sub) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=_exec)
 
+
+def _cmd_probe(cmds) -> None:
     p = cmds.add_parser("probe", help="from a pod, connect to an address, pod or service: who answers? "
                                       "(exit 0 answered, 1 no answer, 2 bad input)")
     _lab_arg(p)
@@ -397,6 +411,8 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_probe)
 
+
+def _cmd_apply(cmds) -> None:
     p = cmds.add_parser("apply", help="create or update what manifests describe (kubectl apply): Namespaces, "
                                       "Pods, Deployments, Services, NetworkPolicies, Ingresses, Secrets, ...")
     _lab_arg(p)
@@ -404,6 +420,8 @@ def add_parser(sub) -> None:
                    help="a YAML or JSON manifest (multi-document, List) or a directory of them; - for stdin")
     p.set_defaults(func=_apply)
 
+
+def _cmd_delete(cmds) -> None:
     p = cmds.add_parser("delete", help="delete what a manifest describes, or KIND NAME...; pods, deployments "
                                        "and namespaces take their pods' netns and servers with them")
     _lab_arg(p)
@@ -412,6 +430,8 @@ def add_parser(sub) -> None:
     p.add_argument("what", nargs="*", metavar="KIND NAME", help="e.g. svc web, deployment web, pod web-1")
     p.set_defaults(func=_delete)
 
+
+def _cmd_get(cmds) -> None:
     p = cmds.add_parser("get", help="list objects as kubectl does: tulle lab get KIND [NAME] [-n NS|-A] "
                                     "[-l SELECTOR] [-o wide|json|yaml|name]")
     _lab_arg(p)
@@ -423,17 +443,23 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="wide, json, yaml or name")
     p.set_defaults(func=_get)
 
+
+def _cmd_bgp(cmds) -> None:
     p = cmds.add_parser("bgp", help="bgp labs: each node's BGP sessions and the routes it learned (from BIRD)")
     _lab_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bgp)
 
+
+def _cmd_check(cmds) -> None:
     p = cmds.add_parser("check", help="every pod to every other pod, ICMP and TCP")
     _lab_arg(p)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per pair before it counts as failed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_check)
 
+
+def _cmd_fault(cmds) -> None:
     fault = cmds.add_parser("fault", help="inject a fault (undone by its matching command and by lab down)")
     fsub = fault.add_subparsers(dest="fault", required=True)
     p = fsub.add_parser("store", help="etcd frozen (stop), killed (kill) or back (start); SQLite: write lock held")
@@ -465,6 +491,8 @@ def add_parser(sub) -> None:
         _lab_arg(p)
         p.set_defaults(func=_fault)
 
+
+def _cmd_node(cmds) -> None:
     node = cmds.add_parser("node", help="node operations").add_subparsers(dest="node_cmd", required=True)
     p = node.add_parser("add", help="a node joins (the lowest free n<k>); waits until every node routes to it")
     _lab_arg(p)
@@ -479,3 +507,35 @@ def add_parser(sub) -> None:
     p.add_argument("node")
     p.add_argument("--kill", action="store_true")
     p.set_defaults(func=_node_restart)
+
+
+COMMANDS = {
+    "up": _cmd_up,
+    "down": _cmd_down,
+    "status": _cmd_status,
+    "pod": _cmd_pod,
+    "gc": _cmd_gc,
+    "chaos": _cmd_chaos,
+    "pods": _cmd_pods,
+    "exec": _cmd_exec,
+    "probe": _cmd_probe,
+    "apply": _cmd_apply,
+    "delete": _cmd_delete,
+    "get": _cmd_get,
+    "bgp": _cmd_bgp,
+    "check": _cmd_check,
+    "fault": _cmd_fault,
+    "node": _cmd_node,
+}
+
+
+def add_parser(sub, rest: list[str] | None = None) -> None:
+    """The `lab` group; with `rest` (the arguments after `lab`) naming a command, only that
+    command's parser is built — argparse takes ~3 ms a parser, and fifty `pod add`s at once
+    should not each build thirty."""
+    lab = sub.add_parser("lab", help="a multi-node cluster from network namespaces on this machine")
+    cmds = lab.add_subparsers(dest="cmd", required=True)
+    only = rest[0] if rest and rest[0] in COMMANDS else None
+    for name, add in COMMANDS.items():
+        if only is None or name == only:
+            add(cmds)

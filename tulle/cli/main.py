@@ -50,7 +50,7 @@ def _demo_podman(args: argparse.Namespace) -> int:
     return run_demo(args.plugin_dir)
 
 
-def _add_demo(sub) -> None:
+def _add_demo(sub, rest: list[str]) -> None:
     demo = sub.add_parser("demo", help="demonstrations in a sandbox netns").add_subparsers(dest="cmd", required=True)
     p = demo.add_parser("podman", help="podman containers on tulle's CNI plugins, in a sandbox netns")
     p.add_argument("--plugin-dir", help="CNI plugin dir to use (default: tulle's, installed in a temp dir)")
@@ -101,7 +101,7 @@ def _store_args(p) -> None:
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="store key prefix (default %(default)s)")
 
 
-def _add_agent(sub) -> None:
+def _add_agent(sub, rest: list[str]) -> None:
     from tulle import node_defaults
 
     agent = sub.add_parser("agent", help="the node agent").add_subparsers(dest="cmd", required=True)
@@ -144,13 +144,13 @@ def _add_agent(sub) -> None:
     p.set_defaults(func=_agent_init_network)
 
 
-def _add_lab(sub) -> None:
+def _add_lab(sub, rest: list[str]) -> None:
     from tulle.cli.lab import add_parser
 
-    add_parser(sub)
+    add_parser(sub, rest)
 
 
-def _add_cni(sub) -> None:
+def _add_cni(sub, rest: list[str]) -> None:
     cni = sub.add_parser("cni", help="CNI plugins").add_subparsers(dest="cmd", required=True)
     p = cni.add_parser("install", help="write one executable per plugin type")
     p.add_argument("--bin-dir", required=True, help="directory for the plugin executables")
@@ -174,21 +174,21 @@ def _add_cni(sub) -> None:
 GROUPS = {"cni": _add_cni, "demo": _add_demo, "lab": _add_lab, "agent": _add_agent}
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command tree, or (`only`) just one group's: a `tulle lab pod add` among fifty
-    at once should not build the parsers of every other command."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command tree, or, when `argv` names a group (and a command in it), just the
+    parsers it needs: a `tulle lab pod add` among fifty at once should not build all ~50."""
     parser = argparse.ArgumentParser(prog="tulle", description="tulle: a container network fabric")
     sub = parser.add_subparsers(dest="group", required=True)
+    only = argv[0] if argv and argv[0] in GROUPS else None     # else: the full tree's usage error
     for name, add in GROUPS.items():
         if only is None or name == only:
-            add(sub)
+            add(sub, argv[1:] if only else [])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    group = argv[0] if argv and argv[0] in GROUPS else None     # else: the full tree's usage error
-    args = build_parser(group).parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except TulleError as exc:

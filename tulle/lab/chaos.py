@@ -12,7 +12,8 @@ Operations, drawn by a seeded random.Random (the same seed and lab shape, the sa
   burst      4–8 `tulle lab pod add` processes at once
 Invariants (`check`):
   every pod answers a ping from every node; on each node the CNI leases are exactly its
-  pods' addresses and there is one host veth per pod. After the run every pod is deleted
+  pods' addresses and there is one host veth per pod (a half-made pod keeps its lease and
+  veth until a del, an add of its name or `lab gc` undoes it). After the run every pod is deleted
   (`drain`) and nothing of them may be left: no pod netns, lease, veth, pod-tagged nft
   rule, saved CNI config or cached result, no Pod object. Lease checks apply to the
   host-local backends (host-gw, vxlan, udp); bgp pods take block addresses.
@@ -28,7 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tulle.errors import NotFoundError, TulleError
+from tulle.cluster.errors import NotFound
+from tulle.errors import TulleError
 from tulle.kernel import netns
 from tulle.lab import checks, cluster, faults, inventory, pods, podspec, state, topology
 
@@ -92,19 +94,23 @@ class Run:
 
     # -- operations ----------------------------------------------------------------
 
-    def step(self) -> None:
+    def step(self) -> str:
+        """Run one operation; returns what it did, in words."""
         kind = choose(self.rng, self.model)
         self.report.ops[kind] = self.report.ops.get(kind, 0) + 1
         try:
-            getattr(self, f"_{kind}")()
+            return f"{kind} {getattr(self, f'_{kind}')()}"
         except TulleError as exc:
             self.report.failures.append(f"{kind}: {exc.msg}")
+            return f"{kind} failed: {exc.msg}"
 
-    def _add(self, name: str | None = None) -> None:
-        name = name or self._reuse_doubtful() or self.model.new_name()
-        pods.add(self.lab, self.rng.choice(self.model.nodes), name)
+    def _add(self) -> str:
+        name = self._reuse_doubtful() or self.model.new_name()
+        node = self.rng.choice(self.model.nodes)
+        pods.add(self.lab, node, name)
         self.model.doubtful.discard(name)
         self.model.running.add(name)
+        return f"{name} on {node}"
 
     def _reuse_doubtful(self) -> str | None:
         """Half the adds after an interrupted one take its name: the add must undo what was left."""
@@ -112,37 +118,47 @@ class Run:
             return self.rng.choice(sorted(self.model.doubtful))
         return None
 
-    def _del(self) -> None:
+    def _del(self) -> str:
         name = self.rng.choice(sorted(self.model.running | self.model.doubtful))
+        was = "running" if name in self.model.running else "in doubt"
+        self.model.running.discard(name)       # gone or not, it is not the run's to expect any more
+        self.model.doubtful.discard(name)
         try:
             pods.delete(self.lab, name)
-        except NotFoundError:
-            if name in self.model.running:
+        except NotFound:
+            if was == "running":
                 raise
-        self.model.running.discard(name)
-        self.model.doubtful.discard(name)
+            return f"{name} (in doubt: nothing was left)"
+        return f"{name} ({was})"
 
-    def _interrupt(self) -> None:
+    def _interrupt(self) -> str:
         name = self.model.new_name()
-        proc = subprocess.Popen(_cli("lab", "pod", "add", "--lab", self.lab, self.rng.choice(self.model.nodes), name),
+        node = self.rng.choice(self.model.nodes)
+        proc = subprocess.Popen(_cli("lab", "pod", "add", "--lab", self.lab, node, name),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(self.rng.uniform(0.05, 0.3))
+        after = self.rng.uniform(0.05, 0.3)
+        time.sleep(after)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         self.model.doubtful.add(name)
+        return f"{name} on {node}, SIGKILL after {after * 1000:.0f} ms"
 
-    def _restart(self) -> None:
-        cluster.agent_restart(self.lab, self.rng.choice(self.model.nodes), kill=self.rng.random() < 0.5)
+    def _restart(self) -> str:
+        node, kill = self.rng.choice(self.model.nodes), self.rng.random() < 0.5
+        cluster.agent_restart(self.lab, node, kill=kill)
+        return f"{node}'s agent ({'SIGKILL' if kill else 'SIGTERM'})"
 
-    def _outage(self) -> None:
+    def _outage(self) -> str:
+        node = self.rng.choice(self.model.nodes)
         faults.store(self.lab, "stop")
         try:
-            cluster.agent_restart(self.lab, self.rng.choice(self.model.nodes), kill=True)
+            cluster.agent_restart(self.lab, node, kill=True)
             time.sleep(self.rng.uniform(0.2, 1.0))
         finally:
             faults.store(self.lab, "start")
+        return f"store stopped, {node}'s agent SIGKILLed and started, store back"
 
-    def _burst(self) -> None:
+    def _burst(self) -> str:
         names = [self._reuse_doubtful() or self.model.new_name() for _ in range(self.rng.randint(4, 8))]
         names = list(dict.fromkeys(names))
         procs = [subprocess.Popen(_cli("lab", "pod", "add", "--lab", self.lab, self.rng.choice(self.model.nodes), n),
@@ -155,6 +171,7 @@ class Run:
                 continue
             self.model.doubtful.discard(name)
             self.model.running.add(name)
+        return " ".join(names)
 
     # -- invariants ---------------------------------------------------------------
 
@@ -176,21 +193,26 @@ class Run:
         with ThreadPoolExecutor(max_workers=8) as pool:
             self.report.failures += [f for f in pool.map(reach, targets) if f]
         leases_kept = st.plan().backend != "bgp"
+        # A half-made pod (an add that was killed) holds what it got until a del, an add of
+        # its name or `lab gc` undoes it: its lease and veth are no leak yet.
+        doubtful = {pods.container_id(self.lab, podspec.DEFAULT_NAMESPACE, n) for n in self.model.doubtful}
         for node in st.nodes:
             mine = {ps.ip: ps.container_id for ps in st.pods.values() if ps.node == node and ps.netns}
-            if leases_kept and inventory.leases(self.lab, node) != mine:
-                self.report.failures.append(f"{when}: {node}: leases {inventory.leases(self.lab, node)} "
-                                            f"are not its pods' {mine}")
-            veths = inventory.host_veths(self.lab, node)
-            if len(veths) != len(mine):
-                self.report.failures.append(f"{when}: {node}: {len(veths)} host veths for {len(mine)} pods")
+            held = inventory.leases(self.lab, node)
+            pending = sum(1 for cid in held.values() if cid in doubtful)
+            if leases_kept and {ip: cid for ip, cid in held.items() if cid not in doubtful} != mine:
+                self.report.failures.append(f"{when}: {node}: leases {held} are not its pods' {mine}")
+            veths = len(inventory.host_veths(self.lab, node))
+            if not len(mine) <= veths <= len(mine) + pending:
+                self.report.failures.append(f"{when}: {node}: {veths} host veths for {len(mine)} pods "
+                                            f"(and {pending} half-made)")
 
     def drain(self, before: dict[str, dict]) -> None:
         """Delete every pod (half-made ones too); nothing of them may be left."""
         for name in sorted(self.model.running | self.model.doubtful):
             try:
                 pods.delete(self.lab, name)
-            except NotFoundError:
+            except NotFound:
                 if name in self.model.running:
                     self.report.failures.append(f"drain: pod {name} was running but is not found")
             except TulleError as exc:
@@ -209,14 +231,16 @@ class Run:
                 self.report.failures.append(f"drain: {node}: left {after}, was {before.get(node)}")
 
 
-def run(lab: str, ops: int, seed: int, check_every: int = 0, log=print) -> Report:
+def run(lab: str, ops: int, seed: int, check_every: int = 0, log=print, verbose: bool = False) -> Report:
     """`ops` random operations on `lab` (pods it had stay), invariants after the run (and
     every `check_every` operations), then every chaos pod deleted and nothing left of them."""
     started = time.monotonic()
     r = Run(lab, seed, log)
     before = {node: inventory.node_view(lab, node) for node in r.model.nodes}
     for i in range(1, ops + 1):
-        r.step()
+        said = r.step()
+        if verbose:
+            log(f"{i}: {said}")
         if check_every and i % check_every == 0:
             r.check(f"after {i} operations")
             log(f"{i}/{ops} operations, {len(r.model.running)} pods, {len(r.report.failures)} failures")

@@ -54,6 +54,14 @@ def _proc_state(pid: int) -> str:
         return ""
 
 
+def _wait_stopped(pid: int, stopped: bool, timeout: float = 2.0) -> None:
+    """A signal is delivered when the process is next scheduled: wait until /proc shows it
+    stopped (or no longer), so the caller's next look agrees with what was said."""
+    deadline = time.monotonic() + timeout
+    while (_proc_state(pid) == "T") != stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def store(lab: str, action: str) -> str:
     """stop | kill | start the lab's store; returns what was done, in words."""
     if action not in ("stop", "kill", "start"):
@@ -74,6 +82,7 @@ def _etcd_fault(st: LabState, action: str) -> str:
         if not alive:
             raise NotFoundError("etcd is not running (tulle lab fault store start)")
         os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid, True)
         return f"etcd (pid {pid}) frozen"
     if action == "kill":
         if alive:
@@ -83,6 +92,7 @@ def _etcd_fault(st: LabState, action: str) -> str:
     if alive:
         if _proc_state(pid) == "T":
             os.kill(pid, signal.SIGCONT)
+            _wait_stopped(pid, False)
             return f"etcd (pid {pid}) resumed"
         return f"etcd (pid {pid}) is running"
     server.start()
@@ -252,11 +262,13 @@ def daemon(lab: str, node: str, which: str, action: str) -> str:
         raise NotFoundError(f"{what} is not running")
     if action == "stop":
         os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid, True)
         return f"{what} (pid {pid}) frozen"
     if action == "start":
         if _proc_state(pid) != "T":
             return f"{what} (pid {pid}) is running"
         os.kill(pid, signal.SIGCONT)
+        _wait_stopped(pid, False)
         return f"{what} (pid {pid}) resumed"
     os.kill(pid, signal.SIGKILL)
     os.kill(pid, signal.SIGCONT)          # a frozen one dies too
