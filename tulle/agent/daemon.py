@@ -521,6 +521,8 @@ class Agent:
         """A helper daemon of the backend died (killed, crashed): sync now, not at the next tick
         (up to --reconcile-interval away). After a failed pass the retry timer does it."""
         assert self.backend is not None
+        if self.stop_event.is_set():
+            return                  # stopping: a daemon ended with us (lab down TERMs all) stays so
         down = self.backend.daemons_down()
         if down and self.last_pass_ok:
             log.warning("backend daemon exited; starting it again", daemons=",".join(down))

@@ -111,17 +111,15 @@ def down(lab: str = "lab") -> bool:
     state.require_root()
     found = state.exists(lab)
     # Every process of the lab carries a path under its state dir (agents: --state-dir,
-    # etcd: --data-dir); TERM them all first, then wait, so they stop in parallel.
-    pids = procs.find(_lab_args(lab))
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)          # a process frozen by `lab fault store stop` too
-    for pid in pids:
-        if not procs.wait_dead(pid, 5.0):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            procs.wait_dead(pid, 5.0)
+    # etcd: --data-dir); TERM them all first, then wait, so they stop in parallel. Then
+    # look again: an agent still running when its daemon ended may have started another.
+    pids: list[int] = []
+    for _ in range(3):
+        running = procs.find(_lab_args(lab))
+        if not running:
+            break
+        pids += running
+        _end_all(running)
     names = [n for n in netns.list_names(f"tulle-{lab}-") if topology.is_lab_netns(lab, n)]
     names.sort(key=lambda n: (0 if "-pod-" in n else 2 if n.endswith(("-fabric", "-router")) else 1))
     for name in names:
@@ -130,6 +128,19 @@ def down(lab: str = "lab") -> bool:
     if state.exists(lab):
         raise TulleError(f"cannot remove {state.path(lab)}")
     return found or bool(pids or names)
+
+
+def _end_all(pids: list[int]) -> None:
+    """SIGTERM (and SIGCONT) each, then wait; SIGKILL what does not end within 5 s."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)          # a process frozen by `lab fault … stop` too
+    for pid in pids:
+        if not procs.wait_dead(pid, 5.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            procs.wait_dead(pid, 5.0)
 
 
 def status(lab: str = "lab") -> dict[str, Any]:

@@ -96,15 +96,29 @@ class SqliteStore:
         try:
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                        check_same_thread=False)
-            if not memory:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._write():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open store sqlite://{path}: {exc}") from None
+            self._setup(memory)
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            raise StoreUnavailable(f"cannot open store sqlite://{path}: {getattr(exc, 'msg', exc)}") from None
+
+    def _setup(self, memory: bool) -> None:
+        """WAL mode and the schema. Turning a new file to WAL takes its lock without waiting
+        (SQLITE_BUSY at once, not after the busy timeout), so processes opening a fresh
+        store together retry until the first one has made it."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                if not memory:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                with self._write():
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            self._db.execute(stmt)
+                return
+            except (sqlite3.OperationalError, StoreUnavailable) as exc:
+                if "locked" not in str(getattr(exc, "msg", exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # -- transactions -------------------------------------------------------
 
