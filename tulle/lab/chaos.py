@@ -28,8 +28,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
-from tulle.cluster.errors import NotFound
+from tulle.cluster.errors import AlreadyExists, NotFound
 from tulle.errors import TulleError
 from tulle.kernel import netns
 from tulle.lab import checks, cluster, faults, inventory, pods, podspec, state, topology
@@ -85,12 +86,13 @@ def _cli(*args: str) -> list[str]:
 
 
 class Run:
-    def __init__(self, lab: str, seed: int, log=print) -> None:
+    """One chaos run on a lab: the operations, the model they keep, the report."""
+
+    def __init__(self, lab: str, seed: int) -> None:
         self.lab = lab
         self.rng = random.Random(seed)
         self.model = Model(nodes=sorted(state.load(lab).nodes))   # the lab's own pods are not the run's
         self.report = Report()
-        self.log = log
 
     # -- operations ----------------------------------------------------------------
 
@@ -107,10 +109,26 @@ class Run:
     def _add(self) -> str:
         name = self._reuse_doubtful() or self.model.new_name()
         node = self.rng.choice(self.model.nodes)
-        pods.add(self.lab, node, name)
+        try:
+            pods.add(self.lab, node, name)
+        except AlreadyExists:
+            if not self._completed(name):
+                raise
+            return f"{name}: its interrupted add had finished"
+        self._running(name)
+        return f"{name} on {node}"
+
+    def _running(self, name: str) -> None:
         self.model.doubtful.discard(name)
         self.model.running.add(name)
-        return f"{name} on {node}"
+
+    def _completed(self, name: str) -> bool:
+        """An add of a name in doubt met AlreadyExists: the interrupted add had got to the end
+        before its SIGKILL (it is running, which is fine), or something else is wrong."""
+        if name in self.model.doubtful and podspec.key(podspec.DEFAULT_NAMESPACE, name) in state.load(self.lab).pods:
+            self._running(name)
+            return True
+        return False
 
     def _reuse_doubtful(self) -> str | None:
         """Half the adds after an interrupted one take its name: the add must undo what was left."""
@@ -138,6 +156,10 @@ class Run:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         after = self.rng.uniform(0.05, 0.3)
         time.sleep(after)
+        if proc.poll() is not None:               # done before it could be killed
+            if proc.returncode == 0:
+                self.model.running.add(name)
+            return f"{name} on {node}: the add ended (exit {proc.returncode}) before {after * 1000:.0f} ms"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         self.model.doubtful.add(name)
@@ -165,12 +187,11 @@ class Run:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in names]
         for name, proc in zip(names, procs):
             _, err = proc.communicate(timeout=CLI_TIMEOUT)
-            if proc.returncode != 0:
-                self.report.failures.append(f"burst: pod add {name}: {err.strip()}")
-                self.model.doubtful.add(name)
+            if proc.returncode == 0 or ("(AlreadyExists)" in err and self._completed(name)):
+                self._running(name)
                 continue
-            self.model.doubtful.discard(name)
-            self.model.running.add(name)
+            self.report.failures.append(f"burst: pod add {name}: {err.strip()}")
+            self.model.doubtful.add(name)
         return " ".join(names)
 
     # -- invariants ---------------------------------------------------------------
@@ -199,8 +220,9 @@ class Run:
         for node in st.nodes:
             mine = {ps.ip: ps.container_id for ps in st.pods.values() if ps.node == node and ps.netns}
             held = inventory.leases(self.lab, node)
-            pending = sum(1 for cid in held.values() if cid in doubtful)
-            if leases_kept and {ip: cid for ip, cid in held.items() if cid not in doubtful} != mine:
+            extra = {ip: cid for ip, cid in held.items() if mine.get(ip) != cid}
+            pending = sum(1 for cid in extra.values() if cid in doubtful)
+            if leases_kept and (not mine.items() <= held.items() or pending != len(extra)):
                 self.report.failures.append(f"{when}: {node}: leases {held} are not its pods' {mine}")
             veths = len(inventory.host_veths(self.lab, node))
             if not len(mine) <= veths <= len(mine) + pending:
@@ -231,11 +253,12 @@ class Run:
                 self.report.failures.append(f"drain: {node}: left {after}, was {before.get(node)}")
 
 
-def run(lab: str, ops: int, seed: int, check_every: int = 0, log=print, verbose: bool = False) -> Report:
+def run(lab: str, ops: int, seed: int, check_every: int = 0, log: Callable[[str], None] = print,
+        verbose: bool = False) -> Report:
     """`ops` random operations on `lab` (pods it had stay), invariants after the run (and
     every `check_every` operations), then every chaos pod deleted and nothing left of them."""
     started = time.monotonic()
-    r = Run(lab, seed, log)
+    r = Run(lab, seed)
     before = {node: inventory.node_view(lab, node) for node in r.model.nodes}
     for i in range(1, ops + 1):
         said = r.step()
