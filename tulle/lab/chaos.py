@@ -158,7 +158,7 @@ class Run:
         time.sleep(after)
         if proc.poll() is not None:               # done before it could be killed
             if proc.returncode == 0:
-                self.model.running.add(name)
+                self._running(name)
             return f"{name} on {node}: the add ended (exit {proc.returncode}) before {after * 1000:.0f} ms"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
