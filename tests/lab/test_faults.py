@@ -181,3 +181,24 @@ def test_bgp_agent_and_bird_dead_start_again_without_the_store(make_lab):
         faults.store(lab, "start")
     sent, received = loss(out)
     assert sent == received, out
+
+
+def test_agent_restarts_while_sqlite_takes_no_writes(make_lab):
+    """SQLite's write lock held elsewhere: reads answer, the lease write does not. The agent
+    starts from its last known state (before: its start failed after the busy timeout,
+    undid the node's routes and VTEP, and it exited — found by `tulle lab chaos`)."""
+    lab, b_ip = two_pods(make_lab, backend="vxlan")
+    time.sleep(6)                                                # the last known state is saved
+    faults.store(lab, "stop")
+    ping = start_ping(lab, "a", b_ip, count=60)
+    try:
+        cluster.agent_restart(lab, "n2", kill=True)
+        assert agents.alive(lab, "n2", state.load(lab).nodes["n2"]), agents.log_tail(lab, "n2")
+        out, _ = ping.communicate(timeout=60)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+        faults.store(lab, "start")
+    sent, received = loss(out)
+    assert sent == received, out
+    wait_log(lab, "n2", "store reachable again")

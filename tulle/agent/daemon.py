@@ -292,9 +292,13 @@ class Agent:
                 self.subnets = SubnetManager(store, opts.prefix, cfg, opts.node, public_ip, opts.state_dir,
                                              ttl=opts.lease_ttl, renew_margin=opts.renew_margin)
                 if known is None:
-                    lease = self.subnets.acquire(cfg.backend_type, self.info.backend_data)
-                    undo.callback(self.subnets.release)
-                    metrics.HEALTH.update(lease_held=True)
+                    try:
+                        lease = self.subnets.acquire(cfg.backend_type, self.info.backend_data)
+                        undo.callback(self.subnets.release)
+                        metrics.HEALTH.update(lease_held=True)
+                    except StoreUnavailable as exc:
+                        known = self._known_after_refusal(exc)   # reads answered, a write did not
+                        lease = self._assume(known, public_ip)
                 else:
                     lease = self._assume(known, public_ip)
                 undo.callback(self._undo_activate)
@@ -324,6 +328,18 @@ class Agent:
             log.warning("starting from the last known state; the lease is registered when the store answers",
                         subnet=known.own.subnet, remote_keys=len(known.kvs), state_dir=opts.state_dir)
             return netconfig.parse(known.config), known
+
+    def _known_after_refusal(self, exc: StoreUnavailable) -> lastknown.LastKnown:
+        """The store answered reads but took no write (SQLite's write lock held elsewhere,
+        an etcd without quorum): start from the last known state as when it is unreachable,
+        rather than fail the start and undo the node's data plane."""
+        known = lastknown.load(self.opts.state_dir, self.opts.prefix)
+        if known is None or known.own is None:
+            raise exc
+        self._store_status.down(exc)
+        log.warning("the store takes no writes; starting from the last known state, the lease is registered "
+                    "when it does", subnet=known.own.subnet, error=exc.msg)
+        return known
 
     def _assume(self, known: lastknown.LastKnown, public_ip: ipaddress.IPv4Address) -> Lease:
         """Hold the lease we last held, not yet confirmed by the store (the loop registers it)."""
@@ -533,16 +549,22 @@ class Agent:
         assert self.host is not None and self.subnets is not None
         if self.host.stale:
             return
-        self._store_status.up()
         if not self._registered:
             before = self.own
-            lease = self.subnets.acquire(self.config.backend_type if self.config else "",
-                                         self.info.backend_data if self.info else {})
+            try:
+                lease = self.subnets.acquire(self.config.backend_type if self.config else "",
+                                             self.info.backend_data if self.info else {})
+            except StoreUnavailable as exc:     # it reads but takes no writes yet: try again later
+                self._store_status.down(exc)
+                return
+            self._store_status.up()
             self._registered = True
             self.leases[lease.subnet] = lease
             metrics.HEALTH.update(lease_held=True)
             if before is None or lease.subnet != before.subnet:
                 self._activate(lease)
+            return
+        self._store_status.up()
 
     def _save(self) -> None:
         """Keep the last known state for a start without the store."""
