@@ -5,10 +5,12 @@ known, the lease is registered once the store is back, a dead daemon is started 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from typing import Callable
 
 import pytest
 
@@ -35,6 +37,22 @@ def two_pods(make_lab, **options) -> tuple[str, str]:
     ip = pods.add(lab, "n2", "b").ip
     assert ping_ok(lab, "a", ip)
     return lab, ip
+
+
+@contextlib.contextmanager
+def pinging(lab: str, ip: str, count: int, after: Callable[[], object] = lambda: None):
+    """Pod a pings `ip` `count` times at 10/s while the block runs; yields a list that holds
+    (sent, received) once every reply was waited for. `after` runs last (an undo), always."""
+    ping = start_ping(lab, "a", ip, count=count)
+    result: list[tuple[int, int]] = []
+    try:
+        yield result
+        out, _ = ping.communicate(timeout=60)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+        after()
+    result.append(loss(out))
 
 
 def wait_log(lab: str, node: str, text: str, timeout: float = 60.0) -> None:
@@ -119,18 +137,13 @@ def test_sqlite_writer_stopped_and_started(make_lab):
 def test_bird_killed_is_started_again_in_recovery_and_loses_nothing(make_lab):
     lab, b_ip = two_pods(make_lab, backend="bgp")
     before = faults.daemon_pid(lab, "n1", "bird")
-    ping = start_ping(lab, "a", b_ip, count=40)                  # 4 s at 10/s, every reply waited for
-    try:
+    with pinging(lab, b_ip, 40) as result:                       # 4 s at 10/s, every reply waited for
         time.sleep(0.5)
         said = faults.daemon(lab, "n1", "bird", "kill")
-        out, _ = ping.communicate(timeout=30)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
     after = faults.daemon_pid(lab, "n1", "bird")
     assert said == f"bird on n1 (pid {before}) killed; its agent started another (pid {after})"
-    sent, received = loss(out)
-    assert sent == received == 40, out                           # graceful restart held the routes
+    [(sent, received)] = result
+    assert sent == received == 40, result                          # graceful restart held the routes
     wait_log(lab, "n1", '"daemons": "bird"')
     with open(agents.log_path(lab, "n1")) as f:
         assert '"recovery": true' in f.read().split("backend daemon exited")[-1]
@@ -163,8 +176,7 @@ def test_bgp_agent_and_bird_dead_start_again_without_the_store(make_lab):
     lab, b_ip = two_pods(make_lab, backend="bgp", store="etcd")
     time.sleep(6)                                                # the last known state is saved
     faults.store(lab, "kill")
-    ping = start_ping(lab, "a", b_ip, count=40)
-    try:
+    with pinging(lab, b_ip, 40, after=lambda: faults.store(lab, "start")) as result:
         agents.kill(lab, "n1", state.load(lab).nodes["n1"])
         bird = faults.daemon_pid(lab, "n1", "bird")
         assert bird is not None
@@ -174,13 +186,8 @@ def test_bgp_agent_and_bird_dead_start_again_without_the_store(make_lab):
         while faults.daemon_pid(lab, "n1", "bird") in (None, bird):
             assert time.monotonic() < deadline, agents.log_tail(lab, "n1")
             time.sleep(0.1)
-        out, _ = ping.communicate(timeout=30)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
-        faults.store(lab, "start")
-    sent, received = loss(out)
-    assert sent == received, out
+    [(sent, received)] = result
+    assert sent == received, result
 
 
 def test_agent_restarts_while_sqlite_takes_no_writes(make_lab):
@@ -190,15 +197,9 @@ def test_agent_restarts_while_sqlite_takes_no_writes(make_lab):
     lab, b_ip = two_pods(make_lab, backend="vxlan")
     time.sleep(6)                                                # the last known state is saved
     faults.store(lab, "stop")
-    ping = start_ping(lab, "a", b_ip, count=60)
-    try:
+    with pinging(lab, b_ip, 60, after=lambda: faults.store(lab, "start")) as result:
         cluster.agent_restart(lab, "n2", kill=True)
         assert agents.alive(lab, "n2", state.load(lab).nodes["n2"]), agents.log_tail(lab, "n2")
-        out, _ = ping.communicate(timeout=60)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
-        faults.store(lab, "start")
-    sent, received = loss(out)
-    assert sent == received, out
+    [(sent, received)] = result
+    assert sent == received, result
     wait_log(lab, "n2", "store reachable again")
